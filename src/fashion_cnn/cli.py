@@ -1,0 +1,193 @@
+"""The `fashion-cnn` command: the only place that parses arguments, sets up logging and the
+Keras backend. Each subcommand is a thin call into the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fashion_cnn.errors import FashionCnnError
+
+log = logging.getLogger("fashion_cnn")
+
+
+def _setup(verbose: bool = False) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        help="folder with the four Fashion-MNIST .gz files (default: FASHION_MNIST_DIR, "
+        "/usr/share/datasets/fashion-mnist, the Keras cache)",
+    )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download the dataset, even when it is found nowhere",
+    )
+
+
+def _load_data(args):
+    from fashion_cnn.data import load_data
+
+    data = load_data(args.data_dir, download=not args.no_download)
+    log.info("data: %s", data.source)
+    return data
+
+
+def cmd_data(args) -> int:
+    from fashion_cnn.data import FILES, find_data, verify_dir
+
+    path, how = find_data(args.data_dir, download=not args.no_download)
+    arrays = verify_dir(path)
+    print(f"Fashion-MNIST found in {path} ({how}); all files verified:")
+    for key, spec in FILES.items():
+        print(f"  {spec.name:28s} {len(arrays[key]):6d} items  sha256(idx)={spec.sha256[:16]}…")
+    return 0
+
+
+def _resolve_config(args):
+    from fashion_cnn.config import load_config, load_recipe
+
+    config = load_config(args.config) if args.config else load_recipe(args.recipe)
+    return config.replace(
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        precision=args.precision,
+        train_subset=args.train_subset,
+    )
+
+
+def cmd_train(args) -> int:
+    from fashion_cnn.train import train
+
+    config = _resolve_config(args)
+    out = Path(args.out or f"runs/{config.recipe}-seed{config.seed}")
+    data = _load_data(args)
+    log.info("training %s into %s", json.dumps(config.to_dict()), out)
+    verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
+    try:
+        train(config, data, out, verbose=verbose, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        log.error("interrupted. Run the same command again to resume from the last finished epoch.")
+        return 130
+    print(f"trained: {out}  (next: fashion-cnn evaluate {out})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from fashion_cnn.runs import REPORT_FILE, evaluate_run
+
+    data = _load_data(args)
+    metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint)
+    names = metrics["class_names"]
+    print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}")
+    for t, p, c in metrics["most_confused"][:3]:
+        print(f"  {names[t]} predicted as {names[p]}: {c}")
+    print(f"report: {Path(args.run) / REPORT_FILE}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from fashion_cnn.predict import predict_files
+    from fashion_cnn.runs import load_run_model
+
+    if args.top_k < 1:
+        raise FashionCnnError(
+            f"Invalid value for `--top-k`: expected an integer >= 1, received {args.top_k}"
+        )
+    model = load_run_model(args.run, args.checkpoint)
+    results = predict_files(model, args.images, k=min(args.top_k, 10))
+    failed = 0
+    for r in results:
+        if "error" in r:
+            failed += 1
+            if not args.json:
+                print(f"error: {r['error']}", file=sys.stderr)
+        elif not args.json:
+            best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["predictions"])
+            print(f"{r['file']}: {best}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fashion-cnn",
+        description="Train, evaluate and use a Keras CNN for Fashion-MNIST clothing images.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="find and verify the dataset, and say where it is")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train a recipe into a run folder (resumes if interrupted)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--recipe", default="seed", help="shipped recipe name (default: seed)")
+    src.add_argument("--config", help="your own recipe file (.toml or .json)")
+    p.add_argument("--out", help="run folder (default: runs/RECIPE-seedSEED)")
+    p.add_argument("--model", help="override the recipe's model")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", help="float32 or mixed_bfloat16")
+    p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run in --out")
+    p.add_argument(
+        "--verbosity",
+        type=int,
+        choices=(0, 1, 2),
+        help="Keras output: 1 progress bar, 2 a line per epoch (default: 1 on a terminal)",
+    )
+    _add_data_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set metrics, metrics.json and report.html")
+    p.add_argument("run", help="run folder written by `fashion-cnn train`")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("run", help="run folder written by `fashion-cnn train`")
+    p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit code (0 ok, 1 some inputs failed, 2 error, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup(args.verbose)
+    try:
+        return args.func(args)
+    except FashionCnnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,188 @@
+"""Training recipes: one dataclass, loaded from TOML or JSON, validated with clear errors.
+
+A recipe is a config file shipped in `fashion_cnn/recipes/`; a user's own file (`--config`)
+has the same keys. Flags override either. The fully resolved config is saved next to the
+model as `config.json`, so a run folder describes itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fashion_cnn.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        recipe: name of the recipe this config came from (informational).
+        model: key of the model registry (`fashion_cnn.models.MODELS`).
+        scale: factor the model's `Rescaling` layer applies to raw 0-255 pixels
+            (1.0 = the blog notebook's raw pixels, 1/255 = normalized).
+        optimizer: one of `OPTIMIZERS`.
+        learning_rate: the optimizer's learning rate.
+        epochs: number of passes over the training split.
+        batch_size: images per gradient step.
+        val_fraction: share of the 60k training images held out for validation.
+        split_seed: seed of the validation split (fixed across runs so all runs compare).
+        seed: seed of weight initialization and data order.
+        precision: "float32", or "mixed_bfloat16" (bf16 compute, float32 weights).
+        jit_compile: compile the train step with XLA (slower for these models on CPU).
+        train_subset: use only the first N training images (quick runs and tests).
+    """
+
+    recipe: str = "custom"
+    model: str = "seed"
+    scale: float = 1.0
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-4
+    epochs: int = 10
+    batch_size: int = 512
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    precision: str = "float32"
+    jit_compile: bool = False
+    train_subset: int | None = None
+
+    def validate(self) -> TrainConfig:
+        """Checks every field; returns self.
+
+        Raises:
+            ConfigError: naming the field, what was expected and what was received.
+        """
+        from fashion_cnn.models import MODELS
+
+        def bad(field: str, expected: str) -> ConfigError:
+            value = getattr(self, field)
+            return ConfigError(
+                f"Invalid value for `{field}`: expected {expected}, received {value!r}"
+            )
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool)
+
+        if self.model not in MODELS:
+            raise bad("model", f"one of {sorted(MODELS)}")
+        if not is_num(self.scale) or not self.scale > 0:
+            raise bad("scale", "a positive number such as 1 or 0.00392156862745098 (1/255)")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"one of {list(OPTIMIZERS)}")
+        if not is_num(self.learning_rate) or not 0 < self.learning_rate < 10:
+            raise bad("learning_rate", "a float in (0, 10)")
+        if not is_int(self.epochs) or self.epochs < 1:
+            raise bad("epochs", "an integer >= 1")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            raise bad("batch_size", "an integer >= 1")
+        if not is_num(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            raise bad("val_fraction", "a float in [0, 1)")
+        if not is_int(self.split_seed) or self.split_seed < 0:
+            raise bad("split_seed", "an integer >= 0")
+        if not is_int(self.seed) or self.seed < 0:
+            raise bad("seed", "an integer >= 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {list(PRECISIONS)}")
+        if not isinstance(self.jit_compile, bool):
+            raise bad("jit_compile", "true or false")
+        if self.train_subset is not None and (
+            not is_int(self.train_subset) or self.train_subset < 10
+        ):
+            raise bad("train_subset", "an integer >= 10, or absent for all images")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with the non-None `overrides` applied and validated."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for key in overrides:
+            if key not in known:
+                raise ConfigError(f"Unknown config key `{key}`; known keys: {sorted(known)}")
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **changes).validate()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown key(s) {unknown} in {source}; known keys: {sorted(known)}")
+        try:
+            return cls(**values).validate()
+        except ConfigError as e:
+            raise ConfigError(f"{e} (in {source})") from None
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with the package."""
+    folder = resources.files("fashion_cnn") / "recipes"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_recipe(name: str) -> TrainConfig:
+    """Loads a shipped recipe by name.
+
+    Raises:
+        ConfigError: no such recipe (the message lists the available ones).
+    """
+    names = recipe_names()
+    if name not in names:
+        raise ConfigError(
+            f"Invalid value for `--recipe`: expected one of {names}, received {name!r}"
+        )
+    text = (resources.files("fashion_cnn") / "recipes" / f"{name}.toml").read_text("utf-8")
+    values = tomllib.loads(text)
+    values.setdefault("recipe", name)
+    return TrainConfig.from_dict(values, source=f"recipe {name!r}")
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Loads a config file (`.toml` or `.json`, e.g. a run's `config.json`).
+
+    Raises:
+        ConfigError: unreadable file, bad syntax, unknown key or invalid value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            values = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(
+            f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}"
+        ) from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"Config file {path} must hold a table of keys, got {type(values).__name__}"
+        )
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    from fashion_cnn.io_utils import write_json
+
+    write_json(path, config.to_dict())

@@ -1,0 +1,87 @@
+"""Evaluation: probabilities are computed once; every metric is derived from them (numbers only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from fashion_cnn.data import CLASS_NAMES
+
+EPS = 1e-7  # Keras' clipping for cross-entropy
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for raw 0-255 images, shape (N, 10), float32.
+
+    Calls the model directly on batches (no `model.predict` progress machinery).
+    """
+    out = []
+    for i in range(0, len(x), batch_size):
+        batch = np.asarray(x[i : i + batch_size], dtype="float32")
+        out.append(np.asarray(model(batch, training=False), dtype="float32"))
+    if not out:
+        return np.zeros((0, len(CLASS_NAMES)), dtype="float32")
+    return np.concatenate(out)
+
+
+def most_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int]]:
+    """The `k` largest off-diagonal cells as (true, predicted, count), largest first."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = [(int(t), int(p), int(off[t, p])) for t, p in zip(*np.unravel_index(order, cm.shape))]
+    return [pair for pair in pairs if pair[2] > 0]
+
+
+def compute_metrics(
+    probs: np.ndarray, y_true: np.ndarray, class_names: Sequence[str] = CLASS_NAMES
+) -> dict:
+    """All evaluation numbers from one matrix of probabilities.
+
+    Args:
+        probs: (N, C) class probabilities.
+        y_true: (N,) integer labels.
+        class_names: names of the C classes.
+
+    Returns:
+        A JSON-ready dict: test_accuracy, test_loss (mean cross-entropy), per_class
+        (precision/recall/F1/support by class name), macro averages, confusion_matrix
+        (rows = true class, columns = predicted class), most_confused
+        ([true, predicted, count] triples, largest first) and n.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    n_classes = len(class_names)
+    if probs.shape != (len(y_true), n_classes):
+        raise ValueError(
+            f"Invalid shape for `probs`: expected ({len(y_true)}, {n_classes}), "
+            f"received {probs.shape}"
+        )
+    y_pred = probs.argmax(axis=1)
+    labels = list(range(n_classes))
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    picked = np.clip(probs[np.arange(len(y_true)), y_true], EPS, 1.0)
+    return {
+        "n": int(len(y_true)),
+        "test_accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "test_loss": float(-np.log(picked).mean()) if len(y_true) else 0.0,
+        "per_class": {
+            name: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "macro_avg": {
+            "precision": float(p.mean()),
+            "recall": float(r.mean()),
+            "f1": float(f.mean()),
+        },
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+        "most_confused": [list(t) for t in most_confused(cm)],
+    }

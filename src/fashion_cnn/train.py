@@ -1,0 +1,234 @@
+"""Training: `train(config, data, out_dir)` -> a self-describing run folder.
+
+A run folder holds:
+
+- `config.json`: the fully resolved config (written first; a re-run must match it);
+- `model.keras`: the final model (raw 0-255 pixels in, probabilities out);
+- `best.keras`: the model at the epoch with the best validation accuracy;
+- `history.json`: per-epoch loss/accuracy for training and validation, and wall time;
+- `state.json` + `checkpoints/`: the resume point, updated after every epoch.
+
+Interrupting training (Ctrl-C, kill -9) loses at most the current epoch: running the same
+command again resumes from the last finished epoch and ends with the same weights as an
+uninterrupted run, because each epoch's data order is a function of (seed, epoch) alone and
+the checkpoint holds the optimizer state. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fashion_cnn.config import TrainConfig, save_config
+from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
+from fashion_cnn.errors import RunError
+from fashion_cnn.io_utils import atomic_path, read_json, write_json
+from fashion_cnn.models import build_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+BEST_FILE = "best.keras"
+HISTORY_FILE = "history.json"
+STATE_FILE = "state.json"
+CKPT_DIR = "checkpoints"
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(config.learning_rate)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(config.learning_rate)
+    return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True)
+
+
+def epoch_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
+) -> tuple[tf.data.Dataset, int]:
+    """Batches for epochs `first_epoch`..`epochs`-1, each epoch in its own seeded order.
+
+    The order of epoch e depends only on (seed, e), so a resumed run sees exactly the
+    batches an uninterrupted one would.
+
+    Returns:
+        (dataset of (float32 images, one-hot labels), steps per epoch).
+    """
+    n = len(x)
+    perms = np.stack(
+        [np.random.default_rng([seed, e]).permutation(n) for e in range(first_epoch, epochs)]
+    )
+    xs, ys = tf.constant(x), tf.constant(y)
+
+    def gather(idx):
+        return tf.cast(tf.gather(xs, idx), tf.float32), tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
+
+    ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
+        lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
+    )
+    return ds.map(gather).prefetch(2), math.ceil(n / batch_size)
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """After each epoch: append to the history, save the resume point and the best model."""
+
+    def __init__(self, out: Path, state: dict):
+        super().__init__()
+        self.out = out
+        self.state = state
+        self._t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        st = self.state
+        hist = st["history"]
+        for k, v in (logs or {}).items():
+            hist.setdefault(k, []).append(float(v))
+        hist.setdefault("epoch_seconds", []).append(time.perf_counter() - self._t0)
+        val_acc = (logs or {}).get("val_accuracy")
+        if val_acc is not None and val_acc > st["best_val_accuracy"]:
+            with atomic_path(self.out / BEST_FILE) as tmp:
+                self.model.save(tmp)
+            st["best_val_accuracy"] = float(val_acc)
+            st["best_epoch"] = epoch + 1
+        ckpt = self.out / CKPT_DIR / f"epoch-{epoch + 1:04d}.keras"
+        with atomic_path(ckpt) as tmp:
+            self.model.save(tmp)
+        previous = st.get("checkpoint")
+        st["epoch"] = epoch + 1
+        st["checkpoint"] = str(ckpt.relative_to(self.out))
+        write_json(self.out / STATE_FILE, st)  # the commit point of this epoch
+        if previous and previous != st["checkpoint"]:
+            (self.out / previous).unlink(missing_ok=True)
+
+
+def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
+    saved = out / CONFIG_FILE
+    if not saved.exists():
+        return
+    if overwrite:
+        for name in (CONFIG_FILE, MODEL_FILE, BEST_FILE, HISTORY_FILE, STATE_FILE):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+        return
+    previous = read_json(saved)
+    if previous != config.to_dict():
+        diff = {
+            k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
+        }
+        raise RunError(
+            f"Run folder {out} was started with a different config "
+            f"(saved vs now: {diff}). To fix it: use another --out folder, repeat the original "
+            f"command to resume it, or pass --overwrite to start it again."
+        )
+
+
+def configure_backend(config: TrainConfig) -> None:
+    """Seeds everything and makes TensorFlow ops deterministic (bit-for-bit repeatable runs)."""
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train(
+    config: TrainConfig,
+    data: Dataset,
+    out_dir: str | Path,
+    *,
+    verbose: int | str = "auto",
+    overwrite: bool = False,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> Path:
+    """Trains `config` on `data` into the run folder `out_dir`, resuming if possible.
+
+    Args:
+        config: the resolved, validated config.
+        data: the dataset (the test part is not touched here).
+        out_dir: the run folder; created if needed.
+        verbose: Keras' fit verbosity (1 = progress bar, 2 = a line per epoch).
+        overwrite: discard an existing run in `out_dir` instead of resuming it.
+        callbacks: extra Keras callbacks (after the checkpointer).
+
+    Returns:
+        The run folder.
+
+    Raises:
+        RunError: `out_dir` holds a run with a different config.
+    """
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run_folder(out, config, overwrite)
+    state_path = out / STATE_FILE
+    if (
+        state_path.exists()
+        and read_json(state_path).get("finished")
+        and (out / MODEL_FILE).exists()
+    ):
+        log.info("run %s is already complete; nothing to do", out)
+        return out
+    save_config(config, out / CONFIG_FILE)
+
+    x, y = data.x_train, data.y_train
+    if config.train_subset:
+        x, y = x[: config.train_subset], y[: config.train_subset]
+    x_tr, y_tr, x_val, y_val = split_validation(x, y, config.val_fraction, config.split_seed)
+
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        configure_backend(config)
+        state = read_json(state_path) if state_path.exists() else None
+        if state and state.get("checkpoint") and (out / state["checkpoint"]).exists():
+            model = keras.models.load_model(out / state["checkpoint"])
+            log.info("resuming %s from epoch %d", out, state["epoch"])
+        else:
+            state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
+            model = build_model(config.model, scale=config.scale)
+            model.compile(
+                optimizer=make_optimizer(config),
+                loss="categorical_crossentropy",
+                metrics=["accuracy"],
+                jit_compile=config.jit_compile,
+            )
+        first_epoch = state["epoch"]
+        if first_epoch < config.epochs:
+            ds, steps = epoch_batches(
+                x_tr, y_tr, config.batch_size, config.seed, first_epoch, config.epochs
+            )
+            validation = None
+            if len(x_val):
+                y_val_1h = keras.utils.to_categorical(y_val, NUM_CLASSES)
+                validation = (x_val.astype("float32"), y_val_1h)
+            model.fit(
+                ds,
+                epochs=config.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                validation_data=validation,
+                validation_batch_size=1024,
+                callbacks=[_Checkpointer(out, state), *(callbacks or [])],
+                verbose=verbose,
+                shuffle=False,  # the dataset is already in its seeded per-epoch order
+            )
+        with atomic_path(out / MODEL_FILE) as tmp:
+            model.save(tmp)
+        history = dict(state["history"])
+        history["best_epoch"] = state["best_epoch"]
+        history["train_images"] = int(len(x_tr))
+        history["val_images"] = int(len(x_val))
+        write_json(out / HISTORY_FILE, history)
+        state["finished"] = True
+        write_json(state_path, state)
+        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return out

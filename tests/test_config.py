@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from fashion_cnn.config import TrainConfig, load_config, load_recipe, recipe_names, save_config
+from fashion_cnn.errors import ConfigError
+
+
+def test_every_shipped_recipe_loads_and_validates():
+    assert "seed" in recipe_names()
+    for name in recipe_names():
+        config = load_recipe(name)
+        assert config.recipe == name
+        assert config.validate() is config
+
+
+def test_seed_recipe_is_the_blog_notebook():
+    c = load_recipe("seed")
+    assert (c.model, c.optimizer, c.learning_rate, c.epochs, c.batch_size, c.scale) == (
+        "seed",
+        "rmsprop",
+        1e-4,
+        10,
+        512,
+        1.0,
+    )
+
+
+def test_unknown_recipe_lists_known():
+    with pytest.raises(ConfigError, match=r"--recipe.*'seed'.*received 'nope'"):
+        load_recipe("nope")
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("epochs", 0, "an integer >= 1"),
+        ("epochs", 2.5, "an integer >= 1"),
+        ("batch_size", True, "an integer >= 1"),
+        ("learning_rate", -1.0, "a float in (0, 10)"),
+        ("val_fraction", 1.0, "a float in [0, 1)"),
+        ("model", "resnet9000", "one of"),
+        ("optimizer", "adagrad", "one of"),
+        ("precision", "float16", "one of"),
+        ("scale", 0, "a positive number"),
+    ],
+)
+def test_invalid_values_are_named(field, value, expected):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig().replace(**{field: value})
+    assert f"Invalid value for `{field}`" in str(e.value)
+    assert expected in str(e.value)
+    assert repr(value) in str(e.value)
+
+
+def test_replace_ignores_none_and_rejects_unknown():
+    c = TrainConfig().replace(epochs=None, seed=7)
+    assert c.epochs == 10 and c.seed == 7
+    with pytest.raises(ConfigError, match="Unknown config key `epoch`"):
+        TrainConfig().replace(epoch=3)
+
+
+def test_json_and_toml_round_trip(tmp_path):
+    c = TrainConfig(recipe="mine", epochs=3, learning_rate=0.01, precision="mixed_bfloat16")
+    save_config(c, tmp_path / "c.json")
+    assert load_config(tmp_path / "c.json") == c
+    (tmp_path / "c.toml").write_text(
+        'recipe = "mine"\nepochs = 3\nlearning_rate = 0.01\nprecision = "mixed_bfloat16"\n'
+    )
+    assert load_config(tmp_path / "c.toml") == c
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "bad.json").write_text(json.dumps({"epochs": 3, "colour": "red"}))
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['colour'\]"):
+        load_config(tmp_path / "bad.json")
+    (tmp_path / "neg.json").write_text(json.dumps({"epochs": -3}))
+    with pytest.raises(ConfigError, match=r"`epochs`.*neg.json"):
+        load_config(tmp_path / "neg.json")

@@ -1,0 +1,56 @@
+import keras
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from fashion_cnn.evaluate import compute_metrics, most_confused
+
+
+def random_probs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 10)) * 3
+    p = np.exp(logits)
+    return (p / p.sum(axis=1, keepdims=True)).astype("float32"), rng.integers(0, 10, n)
+
+
+def test_confusion_matrix_matches_sklearn_and_is_true_by_predicted():
+    probs, y = random_probs(500)
+    m = compute_metrics(probs, y)
+    pred = probs.argmax(1)
+    np.testing.assert_array_equal(
+        m["confusion_matrix"], confusion_matrix(y, pred, labels=range(10))
+    )
+    counts = np.zeros((10, 10), int)
+    for t, p in zip(y, pred, strict=True):
+        counts[t, p] += 1  # row = true class, column = predicted class
+    np.testing.assert_array_equal(m["confusion_matrix"], counts)
+
+
+def test_orientation_on_a_hand_made_case():
+    y = np.array([0, 0, 0, 1])
+    probs = np.eye(10, dtype="float32")[[1, 1, 0, 1]]  # two T-shirts predicted as Trouser
+    m = compute_metrics(probs, y)
+    assert m["confusion_matrix"][0][1] == 2 and m["confusion_matrix"][1][0] == 0
+    assert m["most_confused"] == [[0, 1, 2]]
+    assert m["per_class"]["Trouser"]["precision"] == 1 / 3
+    assert m["per_class"]["T-shirt/top"]["recall"] == 1 / 3
+
+
+def test_metrics_match_keras_and_sklearn():
+    probs, y = random_probs(300, seed=1)
+    m = compute_metrics(probs, y)
+    assert m["test_accuracy"] == (probs.argmax(1) == y).mean()
+    keras_loss = keras.losses.CategoricalCrossentropy()(keras.utils.to_categorical(y, 10), probs)
+    np.testing.assert_allclose(m["test_loss"], float(keras_loss), rtol=1e-5)
+    ref = classification_report(
+        y, probs.argmax(1), labels=range(10), output_dict=True, zero_division=0
+    )
+    for i, name in enumerate(m["class_names"]):
+        np.testing.assert_allclose(m["per_class"][name]["f1"], ref[str(i)]["f1-score"])
+        assert m["per_class"][name]["support"] == ref[str(i)]["support"]
+
+
+def test_most_confused_is_sorted_and_off_diagonal():
+    cm = np.diag([50] * 10)
+    cm[6, 0], cm[4, 2], cm[2, 4], cm[9, 7] = 30, 12, 40, 1
+    assert most_confused(cm, k=3) == [(2, 4, 40), (6, 0, 30), (4, 2, 12)]
+    assert most_confused(np.diag([5] * 10)) == []
