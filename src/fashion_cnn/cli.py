@@ -179,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit code (0 ok, 1 some inputs failed, 2 error, 130 interrupted)."""
+    """Runs the CLI.
+
+    Returns:
+        The exit code: 0 ok, 1 some inputs failed, 2 error, 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup(args.verbose)

@@ -31,7 +31,8 @@ def most_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int]]:
     off = cm.copy()
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:k]
-    pairs = [(int(t), int(p), int(off[t, p])) for t, p in zip(*np.unravel_index(order, cm.shape))]
+    rows, cols = np.unravel_index(order, cm.shape)
+    pairs = [(int(t), int(p), int(off[t, p])) for t, p in zip(rows, cols, strict=True)]
     return [pair for pair in pairs if pair[2] > 0]
 
 

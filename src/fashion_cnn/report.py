@@ -31,7 +31,8 @@ def training_curves(history: dict) -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     return fig
 
 
@@ -162,7 +163,8 @@ def _classification_table(metrics: dict) -> str:
 def _confused_list(metrics: dict) -> str:
     names = metrics["class_names"]
     items = [
-        f"<li><b>{html.escape(names[t])}</b> predicted as <b>{html.escape(names[p])}</b>: {c} images</li>"
+        f"<li><b>{html.escape(names[t])}</b> predicted as "
+        f"<b>{html.escape(names[p])}</b>: {c} images</li>"
         for t, p, c in metrics["most_confused"]
     ]
     return "<ol>" + "".join(items) + "</ol>"

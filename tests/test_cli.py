@@ -1,0 +1,127 @@
+"""The command line, driven through `main(argv)` in-process (and once as a real process)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion_cnn.cli import main
+from fashion_cnn.io_utils import read_json
+
+
+def test_help_and_usage_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "train" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "many"])
+    assert e.value.code == 2
+
+
+def test_data_command_bad_dir_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"junk")
+    assert main(["data", "--data-dir", str(tmp_path), "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Fashion-MNIST file")
+    assert "train-images-idx3-ubyte.gz" in err and "Traceback" not in err
+
+
+def test_bad_recipe_and_flag_values(capsys):
+    assert main(["train", "--recipe", "nope"]) == 2
+    assert "expected one of" in capsys.readouterr().err
+    assert main(["train", "--epochs", "0"]) == 2
+    assert "Invalid value for `epochs`" in capsys.readouterr().err
+
+
+def test_missing_run_folder(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "x.png"]) == 2
+    assert "has no model.keras" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_train_evaluate_predict_on_real_subset(real_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--recipe",
+        "seed",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "20000",
+        "--out",
+        str(run),
+        "--verbosity",
+        "0",
+        "--no-download",
+    ]
+    assert main(argv) == 0
+    assert main(["evaluate", str(run), "--no-download"]) == 0
+    out = capsys.readouterr().out
+    metrics = read_json(run / "metrics.json")
+    assert metrics["n"] == 10000
+    assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]  # chance is 0.1
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in out
+    assert (run / "report.html").stat().st_size > 50_000
+
+    # predict: two real test images as PNG files, one broken file
+    for i in range(2):
+        Image.fromarray(real_data.x_test[i, ..., 0]).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    files = [str(tmp_path / "0.png"), str(tmp_path / "broken.png"), str(tmp_path / "1.png")]
+    assert main(["predict", str(run), *files, "--json", "--top-k", "2"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    assert [("error" in r) for r in res] == [False, True, False]
+    assert len(res[0]["predictions"]) == 2
+    assert main(["predict", str(run), files[0]]) == 0
+    assert capsys.readouterr().out.startswith(files[0] + ": ")
+
+
+@pytest.mark.realdata
+def test_kill_9_then_rerun_resumes_to_the_same_weights(real_data, tmp_path):
+    import keras
+
+    argv = [
+        "train",
+        "--recipe",
+        "seed",
+        "--epochs",
+        "3",
+        "--train-subset",
+        "3000",
+        "--verbosity",
+        "0",
+        "--no-download",
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "fashion_cnn", *argv]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = tmp_path / "killed" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and read_json(state)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model.keras").exists(), "killed too late to test resume"
+    assert main([*argv, "--out", str(tmp_path / "killed")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    a = keras.models.load_model(tmp_path / "killed" / "model.keras")
+    b = keras.models.load_model(tmp_path / "straight" / "model.keras")
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))

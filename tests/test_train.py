@@ -1,0 +1,138 @@
+import keras
+import numpy as np
+import pytest
+
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.errors import RunError
+from fashion_cnn.evaluate import predict_proba
+from fashion_cnn.io_utils import read_json
+from fashion_cnn.runs import evaluate_run, load_run_model
+from fashion_cnn.train import epoch_batches, train
+
+CFG = TrainConfig(
+    recipe="test",
+    epochs=3,
+    batch_size=64,
+    learning_rate=1e-3,
+    scale=1 / 255,
+    optimizer="adam",
+    val_fraction=0.2,
+)
+
+
+def weights(model):
+    return [np.asarray(w) for w in model.weights]
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert len(wa) == len(wb)
+    for x, y in zip(wa, wb, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at a given epoch and batch, like Ctrl-C would."""
+
+    def __init__(self, epoch, batch=None):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.batch is not None and self.current == self.epoch and batch == self.batch:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None and epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, synthetic_data):
+    out = train(CFG, synthetic_data, tmp_path_factory.mktemp("ref"), verbose=0)
+    return out
+
+
+def test_run_folder_contents(reference_run):
+    names = {p.name for p in reference_run.iterdir()}
+    assert {"config.json", "model.keras", "best.keras", "history.json", "state.json"} <= names
+    assert not any(n.startswith(".") for n in names)  # no temp files left behind
+    assert read_json(reference_run / "config.json") == CFG.to_dict()
+    history = read_json(reference_run / "history.json")
+    assert len(history["loss"]) == len(history["val_accuracy"]) == 3
+    assert history["train_images"] == 480 and history["val_images"] == 120
+
+
+def test_learns_synthetic_classes(reference_run, synthetic_data):
+    model = load_run_model(reference_run)
+    acc = (predict_proba(model, synthetic_data.x_test).argmax(1) == synthetic_data.y_test).mean()
+    assert acc > 0.6
+
+
+def test_save_load_round_trip_identical_predictions(reference_run, synthetic_data):
+    model = load_run_model(reference_run)
+    reloaded = keras.models.load_model(reference_run / "model.keras")
+    np.testing.assert_array_equal(
+        predict_proba(model, synthetic_data.x_test), predict_proba(reloaded, synthetic_data.x_test)
+    )
+
+
+def test_seeded_runs_are_bit_identical(reference_run, synthetic_data, tmp_path):
+    again = train(CFG, synthetic_data, tmp_path / "again", verbose=0)
+    assert_same_weights(load_run_model(reference_run), load_run_model(again))
+    m1 = evaluate_run(reference_run, synthetic_data)
+    m2 = evaluate_run(again, synthetic_data)
+    assert m1 == m2
+    assert (reference_run / "metrics.json").read_bytes() == (again / "metrics.json").read_bytes()
+    other = train(CFG.replace(seed=1), synthetic_data, tmp_path / "other", verbose=0)
+    assert not np.array_equal(weights(load_run_model(other))[0], weights(load_run_model(again))[0])
+
+
+@pytest.mark.parametrize("epoch, batch", [(1, None), (1, 3), (0, 2)])
+def test_resume_after_interrupt_equals_uninterrupted(
+    reference_run, synthetic_data, tmp_path, epoch, batch
+):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(CFG, synthetic_data, out, verbose=0, callbacks=[Interrupt(epoch, batch)])
+    assert not (out / "model.keras").exists()
+    state = read_json(out / "state.json") if (out / "state.json").exists() else {"epoch": 0}
+    assert state["epoch"] == (epoch + 1 if batch is None else epoch)
+    train(CFG, synthetic_data, out, verbose=0)
+    assert_same_weights(load_run_model(reference_run), load_run_model(out))
+    assert read_json(out / "history.json") | {"epoch_seconds": None} == read_json(
+        reference_run / "history.json"
+    ) | {"epoch_seconds": None}
+
+
+def test_different_config_in_same_folder_is_refused(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(CFG, synthetic_data, out, verbose=0, callbacks=[Interrupt(0)])
+    with pytest.raises(RunError, match=r"different config.*'epochs': \(3, 4\).*--overwrite"):
+        train(CFG.replace(epochs=4), synthetic_data, out, verbose=0)
+    train(CFG.replace(epochs=1), synthetic_data, out, verbose=0, overwrite=True)
+    assert read_json(out / "config.json")["epochs"] == 1
+
+
+def test_finished_run_is_not_retrained(reference_run, synthetic_data):
+    before = (reference_run / "model.keras").stat().st_mtime_ns
+    train(CFG, synthetic_data, reference_run, verbose=0)
+    assert (reference_run / "model.keras").stat().st_mtime_ns == before
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    x = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1)
+    y = np.zeros(50, np.uint8)
+    full, steps = epoch_batches(x, y, 8, seed=0, first_epoch=0, epochs=3)
+    assert steps == 7
+    late, _ = epoch_batches(x, y, 8, seed=0, first_epoch=2, epochs=3)
+    full_order = np.concatenate([b[0].numpy().ravel() for b in full])
+    late_order = np.concatenate([b[0].numpy().ravel() for b in late])
+    assert len(full_order) == 150
+    np.testing.assert_array_equal(full_order[100:], late_order)
+    assert sorted(full_order[:50]) == list(range(50))
+    assert not np.array_equal(full_order[:50], full_order[50:100])
