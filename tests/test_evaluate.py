@@ -54,3 +54,28 @@ def test_most_confused_is_sorted_and_off_diagonal():
     cm[6, 0], cm[4, 2], cm[2, 4], cm[9, 7] = 30, 12, 40, 1
     assert most_confused(cm, k=3) == [(2, 4, 40), (6, 0, 30), (4, 2, 12)]
     assert most_confused(np.diag([5] * 10)) == []
+
+
+class Lopsided:
+    """A 'model' whose output depends on which half of the image is brighter."""
+
+    def __call__(self, x, training=False):
+        x = np.asarray(x, dtype="float32")
+        left = x[:, :, :14].mean(axis=(1, 2, 3))
+        right = x[:, :, 14:].mean(axis=(1, 2, 3))
+        p = np.full((len(x), 10), 0.01, dtype="float32")
+        p[:, 0] += (left > right) * 0.9
+        p[:, 1] += (left <= right) * 0.9
+        return p
+
+
+def test_tta_is_the_average_of_the_two_passes():
+    from fashion_cnn.evaluate import predict_proba
+
+    x = np.random.default_rng(0).integers(0, 256, (50, 28, 28, 1)).astype("uint8")
+    model = Lopsided()
+    plain = predict_proba(model, x, batch_size=16)
+    mirrored = predict_proba(model, x[:, :, ::-1], batch_size=16)
+    both = predict_proba(model, x, batch_size=16, tta=True)
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, rtol=1e-6)
+    assert not np.allclose(both, plain)

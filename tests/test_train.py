@@ -108,6 +108,34 @@ def test_resume_after_interrupt_equals_uninterrupted(
     ) | {"epoch_seconds": None}
 
 
+AUG = CFG.replace(
+    recipe="aug",
+    model="convnet",
+    width=1,
+    translate=2,
+    flip=True,
+    erase=0.3,
+    label_smoothing=0.1,
+    schedule="onecycle",
+    optimizer="sgd",
+    learning_rate=0.05,
+    weight_decay=5e-4,
+    ema=0.9,
+    precision="mixed_bfloat16",
+)
+
+
+def test_resume_with_augmentation_schedule_and_ema_equals_uninterrupted(synthetic_data, tmp_path):
+    straight = train(AUG, synthetic_data, tmp_path / "straight", verbose=0)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train(AUG, synthetic_data, out, verbose=0, callbacks=[Interrupt(1, 2)])
+    train(AUG, synthetic_data, out, verbose=0)
+    assert_same_weights(load_run_model(straight), load_run_model(out))
+    probs = predict_proba(load_run_model(out), synthetic_data.x_test)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
 def test_different_config_in_same_folder_is_refused(synthetic_data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

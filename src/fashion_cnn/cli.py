@@ -95,7 +95,7 @@ def cmd_evaluate(args) -> int:
     from fashion_cnn.runs import REPORT_FILE, evaluate_run
 
     data = _load_data(args)
-    metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint)
+    metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
     names = metrics["class_names"]
     print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}")
     for t, p, c in metrics["most_confused"][:3]:
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test-set metrics, metrics.json and report.html")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    p.add_argument("--tta", action="store_true", help="average each image with its mirror image")
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -21,7 +21,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -44,6 +45,17 @@ class TrainConfig:
         precision: "float32", or "mixed_bfloat16" (bf16 compute, float32 weights).
         jit_compile: compile the train step with XLA (slower for these models on CPU).
         train_subset: use only the first N training images (quick runs and tests).
+        width: channel multiplier for models that have one (ignored by `seed`).
+        schedule: "constant", or "onecycle" (linear warm-up for `warmup_fraction` of the
+            steps, then cosine decay to zero).
+        warmup_fraction: share of all steps spent warming up (one-cycle only).
+        weight_decay: decoupled weight decay (adamw) or L2-style decay (sgd).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        ema: momentum of an exponential moving average of the weights (0 = off); the
+            saved final model holds the averaged weights.
+        translate: largest random shift in pixels (0 = off).
+        flip: random horizontal flips (never vertical).
+        erase: probability of random erasing per image (0 = off).
     """
 
     recipe: str = "custom"
@@ -59,6 +71,15 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: bool = False
     train_subset: int | None = None
+    width: int = 1
+    schedule: str = "constant"
+    warmup_fraction: float = 0.2
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    ema: float = 0.0
+    translate: int = 0
+    flip: bool = False
+    erase: float = 0.0
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self.
@@ -106,6 +127,24 @@ class TrainConfig:
             not is_int(self.train_subset) or self.train_subset < 10
         ):
             raise bad("train_subset", "an integer >= 10, or absent for all images")
+        if not is_int(self.width) or not 1 <= self.width <= 16:
+            raise bad("width", "an integer in [1, 16]")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"one of {list(SCHEDULES)}")
+        if not is_num(self.warmup_fraction) or not 0 <= self.warmup_fraction < 1:
+            raise bad("warmup_fraction", "a float in [0, 1)")
+        if not is_num(self.weight_decay) or not 0 <= self.weight_decay < 1:
+            raise bad("weight_decay", "a float in [0, 1)")
+        if not is_num(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", "a float in [0, 1)")
+        if not is_num(self.ema) or not (self.ema == 0 or 0.5 <= self.ema < 1):
+            raise bad("ema", "0 (off) or a float in [0.5, 1)")
+        if not is_int(self.translate) or not 0 <= self.translate <= 8:
+            raise bad("translate", "an integer number of pixels in [0, 8]")
+        if not isinstance(self.flip, bool):
+            raise bad("flip", "true or false")
+        if not is_num(self.erase) or not 0 <= self.erase <= 1:
+            raise bad("erase", "a probability in [0, 1]")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,15 +12,25 @@ from fashion_cnn.data import CLASS_NAMES
 EPS = 1e-7  # Keras' clipping for cross-entropy
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
     """Class probabilities for raw 0-255 images, shape (N, 10), float32.
 
     Calls the model directly on batches (no `model.predict` progress machinery).
+
+    Args:
+        model: a callable Keras model taking (B, 28, 28, 1) raw pixels.
+        x: images (N, 28, 28, 1), any numeric dtype, 0-255.
+        batch_size: images per call.
+        tta: average the probabilities of each image and its horizontal mirror.
     """
     out = []
     for i in range(0, len(x), batch_size):
         batch = np.asarray(x[i : i + batch_size], dtype="float32")
-        out.append(np.asarray(model(batch, training=False), dtype="float32"))
+        probs = np.asarray(model(batch, training=False), dtype="float32")
+        if tta:
+            mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+            probs = (probs + np.asarray(model(mirrored, training=False), dtype="float32")) / 2
+        out.append(probs)
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype="float32")
     return np.concatenate(out)

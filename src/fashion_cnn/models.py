@@ -15,12 +15,13 @@ from keras import layers
 INPUT_SHAPE = (28, 28, 1)
 
 
-def build_seed(scale: float = 1.0, num_classes: int = 10) -> keras.Model:
+def build_seed(scale: float = 1.0, num_classes: int = 10, width: int = 1) -> keras.Model:
     """The blog's network, exactly: 3 convolutions, 2 poolings, 2 dense layers (93,322 weights).
 
     Args:
         scale: factor for raw pixels (the blog's notebook fed raw 0-255 pixels: 1.0).
         num_classes: size of the softmax.
+        width: ignored (the blog's widths are fixed).
     """
     return keras.Sequential(
         [
@@ -39,12 +40,46 @@ def build_seed(scale: float = 1.0, num_classes: int = 10) -> keras.Model:
     )
 
 
+def _conv_bn_relu(x, filters: int, pool: bool, name: str):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    if pool:
+        x = layers.MaxPooling2D(name=f"{name}_pool")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_convnet(scale: float = 1 / 255, num_classes: int = 10, width: int = 2) -> keras.Model:
+    """A compact VGG/airbench-style network: a stem and three conv-pool-BN-ReLU stages.
+
+    Channels are (16, 32, 64, 128) x `width`; resolution 28 -> 14 -> 7 -> 3; global max
+    pooling; one dense layer. BatchNorm after every convolution, no biases before it.
+
+    Args:
+        scale: factor for raw pixels (1/255 maps them to [0, 1]).
+        num_classes: size of the softmax.
+        width: channel multiplier.
+    """
+    c = 16 * width
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = layers.Rescaling(scale, name="rescale")(inputs)
+    x = _conv_bn_relu(x, c, pool=False, name="stem")
+    for i, filters in enumerate((2 * c, 4 * c, 8 * c), start=1):
+        x = _conv_bn_relu(x, filters, pool=True, name=f"s{i}a")
+        x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b")
+    x = layers.GlobalMaxPooling2D(name="gmp")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name="convnet")
+
+
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "seed": build_seed,
+    "convnet": build_convnet,
 }
 
 
-def build_model(name: str, scale: float = 1.0, num_classes: int = 10) -> keras.Model:
+def build_model(
+    name: str, scale: float = 1.0, num_classes: int = 10, width: int = 1
+) -> keras.Model:
     """Builds a registered model.
 
     Raises:
@@ -54,4 +89,4 @@ def build_model(name: str, scale: float = 1.0, num_classes: int = 10) -> keras.M
         raise ValueError(
             f"Invalid value for `name`: expected one of {sorted(MODELS)}, received {name!r}"
         )
-    return MODELS[name](scale=scale, num_classes=num_classes)
+    return MODELS[name](scale=scale, num_classes=num_classes, width=width)

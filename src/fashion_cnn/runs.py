@@ -53,19 +53,28 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final"):
         ) from None
 
 
-def evaluate_run(run_dir: str | Path, data: Dataset, checkpoint: str = "final") -> dict:
+def evaluate_run(
+    run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: bool = False
+) -> dict:
     """Evaluates a run on the test set; writes `metrics.json` and `report.html` beside it.
 
+    Args:
+        run_dir: a finished run folder.
+        data: the dataset (only the test part is used).
+        checkpoint: "final" or "best".
+        tta: horizontal-flip test-time augmentation.
+
     Returns:
-        The metrics dict (see `compute_metrics`), plus the checkpoint evaluated.
+        The metrics dict (see `compute_metrics`), plus the checkpoint and TTA setting used.
     """
     from fashion_cnn.report import render_html
 
     run = Path(run_dir)
     model = load_run_model(run, checkpoint)
-    probs = predict_proba(model, data.x_test)
+    probs = predict_proba(model, data.x_test, tta=tta)
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
+    metrics["tta"] = tta
     write_json(run / METRICS_FILE, metrics)
     history = read_json(run / HISTORY_FILE) if (run / HISTORY_FILE).exists() else {}
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}

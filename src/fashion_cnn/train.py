@@ -16,16 +16,19 @@ the checkpoint holds the optimizer state. Every file is written atomically.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from fashion_cnn.augment import augment_batch
 from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
@@ -42,38 +45,78 @@ STATE_FILE = "state.json"
 CKPT_DIR = "checkpoints"
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer with its learning-rate schedule, weight decay and EMA."""
+    lr = config.learning_rate
+    if config.schedule == "onecycle":
+        warmup = int(total_steps * config.warmup_fraction)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 25,
+            decay_steps=max(total_steps - warmup, 1),
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
+        )
+    common = {
+        "weight_decay": config.weight_decay or None,
+        "use_ema": config.ema > 0,
+        "ema_momentum": config.ema or 0.99,
+    }
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate)
+        return keras.optimizers.RMSprop(lr, **common)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(config.learning_rate)
-    return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True)
+        return keras.optimizers.Adam(lr, **common)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, **{**common, "weight_decay": config.weight_decay})
+    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **common)
 
 
 def epoch_batches(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    augment: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `first_epoch`..`epochs`-1, each epoch in its own seeded order.
 
-    The order of epoch e depends only on (seed, e), so a resumed run sees exactly the
-    batches an uninterrupted one would.
+    The order of epoch e depends only on (seed, e) and the augmentation of global batch i
+    only on (seed, i), so a resumed run sees exactly the batches an uninterrupted one would.
+
+    Args:
+        augment: optional `f(images, seed_pair) -> images` applied per batch.
 
     Returns:
         (dataset of (float32 images, one-hot labels), steps per epoch).
     """
     n = len(x)
+    steps = math.ceil(n / batch_size)
     perms = np.stack(
         [np.random.default_rng([seed, e]).permutation(n) for e in range(first_epoch, epochs)]
     )
     xs, ys = tf.constant(x), tf.constant(y)
 
-    def gather(idx):
-        return tf.cast(tf.gather(xs, idx), tf.float32), tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
+    def gather(i, idx):
+        images = tf.cast(tf.gather(xs, idx), tf.float32)
+        if augment is not None:
+            images = augment(images, tf.stack([tf.cast(seed, tf.int64), i]))
+        return images, tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
 
     ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
         lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
     )
-    return ds.map(gather).prefetch(2), math.ceil(n / batch_size)
+    ds = ds.enumerate(start=first_epoch * steps)
+    return ds.map(gather).prefetch(2), steps
+
+
+def make_augment(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None:
+    """The config's augmentation as a batch function, or None when it has none."""
+    if not (config.translate or config.flip or config.erase):
+        return None
+    return functools.partial(
+        augment_batch, max_shift=config.translate, flip=config.flip, erase=config.erase
+    )
 
 
 class _Checkpointer(keras.callbacks.Callback):
@@ -192,17 +235,24 @@ def train(
             log.info("resuming %s from epoch %d", out, state["epoch"])
         else:
             state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
-            model = build_model(config.model, scale=config.scale)
+            model = build_model(config.model, scale=config.scale, width=config.width)
+            total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
             model.compile(
-                optimizer=make_optimizer(config),
-                loss="categorical_crossentropy",
+                optimizer=make_optimizer(config, total_steps),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=["accuracy"],
                 jit_compile=config.jit_compile,
             )
         first_epoch = state["epoch"]
         if first_epoch < config.epochs:
             ds, steps = epoch_batches(
-                x_tr, y_tr, config.batch_size, config.seed, first_epoch, config.epochs
+                x_tr,
+                y_tr,
+                config.batch_size,
+                config.seed,
+                first_epoch,
+                config.epochs,
+                augment=make_augment(config),
             )
             validation = None
             if len(x_val):
