@@ -52,3 +52,22 @@ def test_mixed_precision_still_outputs_float32():
 def test_unknown_model():
     with pytest.raises(ValueError, match="expected one of"):
         build_model("nope")
+
+
+def test_forward_flops_of_the_blog_network():
+    from fashion_cnn.models import forward_flops
+
+    expected = (
+        2 * 26 * 26 * 32 * 1 * 9  # conv 1 -> 32 at 26x26
+        + 2 * 11 * 11 * 64 * 32 * 9  # conv 32 -> 64 at 11x11
+        + 2 * 3 * 3 * 64 * 64 * 9  # conv 64 -> 64 at 3x3
+        + 2 * 576 * 64
+        + 2 * 64 * 10
+    )
+    assert forward_flops(build_model("seed")) == expected
+
+
+def test_convnet_width_scales_channels():
+    small, wide = build_model("convnet", width=1), build_model("convnet", width=2)
+    assert wide.count_params() > 3.5 * small.count_params()
+    assert small.get_layer("s3b_conv").filters == 128

@@ -1,64 +1,117 @@
+import csv
+import io
+import sys
+
 import numpy as np
-import pytest
 from PIL import Image
 
-from fashion_cnn.images import ImageError, load_image
-from fashion_cnn.predict import predict_files, top_k
-
-
-def test_28x28_grayscale_passes_unchanged(tmp_path):
-    arr = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
-    Image.fromarray(arr).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(load_image(tmp_path / "a.png"), arr)
-
-
-def test_colour_photo_is_gray_and_resized(tmp_path):
-    Image.new("RGB", (300, 200), (255, 0, 0)).save(tmp_path / "b.jpg")
-    out = load_image(tmp_path / "b.jpg")
-    assert out.shape == (28, 28) and out.dtype == np.uint8
-    assert abs(int(out.mean()) - 76) <= 2  # ITU-R 601 luma of pure red
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [(b"", "not an image"), (b"hello", "not an image"), (None, "no such file")],
-)
-def test_bad_files(tmp_path, content, message):
-    path = tmp_path / "x.png"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(ImageError, match=message):
-        load_image(path)
-
-
-def test_truncated_png(tmp_path):
-    Image.fromarray(np.zeros((100, 100), np.uint8) + 7).save(tmp_path / "t.png")
-    data = (tmp_path / "t.png").read_bytes()
-    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageError, match="t.png"):
-        load_image(tmp_path / "t.png")
+from fashion_cnn.predict import expand_inputs, predict_files, predict_inputs, to_csv, top_k
 
 
 class FakeModel:
-    """Puts all probability on the class given by the image's mean brightness."""
+    """Puts most probability on the class given by the image's mean brightness."""
 
     def __call__(self, x, training=False):
         cls = (np.asarray(x).reshape(len(x), -1).mean(1) // 26).astype(int).clip(0, 9)
         return np.eye(10, dtype="float32")[cls] * 0.9 + 0.01
 
 
-def test_predict_files_reports_errors_per_file(tmp_path):
-    Image.fromarray(np.full((28, 28), 30, np.uint8)).save(tmp_path / "one.png")
-    (tmp_path / "bad.png").write_bytes(b"nope")
-    Image.fromarray(np.full((40, 40), 240, np.uint8)).save(tmp_path / "nine.png")
-    res = predict_files(
-        FakeModel(), [tmp_path / "one.png", tmp_path / "bad.png", tmp_path / "nine.png"], k=2
-    )
-    assert [r["predictions"][0]["label"] for r in (res[0], res[2])] == ["Trouser", "Ankle boot"]
-    assert "error" in res[1] and "predictions" not in res[1]
+def fmnist_like(value: int) -> Image.Image:
+    """A 28x28 image with dark corners (passes preprocessing unchanged), mean about `value`."""
+    arr = np.zeros((28, 28), np.uint8)
+    arr[1:27, 1:27] = min(255, round(value * 784 / 676))
+    return Image.fromarray(arr)
+
+
+def test_every_bad_input_gets_its_error_and_the_batch_goes_on(tmp_path):
+    fmnist_like(30).save(tmp_path / "one.png")  # mean 30 -> class 1 (Trouser)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    Image.new("L", (10000, 6000)).save(tmp_path / "huge.png")
+    frames = [Image.new("L", (8, 8), v) for v in (0, 255)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    fmnist_like(220).save(tmp_path / "nine.png")
+    names = ["one.png", "empty.png", "text.png", "huge.png", "anim.gif", "missing.png", "nine.png"]
+    res = predict_inputs(FakeModel(), [tmp_path / n for n in names], k=2)
+    assert [("error" in r) for r in res] == [False, True, True, True, True, True, False]
+    assert res[0]["label"] == "Trouser" and res[-1]["label"] == "Bag"
     assert len(res[0]["predictions"]) == 2
+
+
+def test_folders_are_searched_recursively(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    fmnist_like(30).save(tmp_path / "a" / "b" / "deep.png")
+    fmnist_like(30).save(tmp_path / "top.JPG", "JPEG")
+    (tmp_path / "notes.txt").write_text("skip me")
+    found = list(expand_inputs([tmp_path]))
+    assert [f.split("/")[-1] for f in found] == ["deep.png", "top.JPG"]
+
+
+def test_stdin(monkeypatch):
+    buf = io.BytesIO()
+    fmnist_like(220).save(buf, "PNG")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(buf.getvalue())))
+    (res,) = predict_inputs(FakeModel(), ["-"])
+    assert res["file"] == "<stdin>" and res["label"] == "Bag"
+
+
+def test_unsure_below_threshold_and_temperature():
+    class Flat:
+        def __call__(self, x, training=False):
+            p = np.full((len(x), 10), 0.05, "float32")
+            p[:, 3] = 0.55
+            return p
+
+    img = fmnist_like(100)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        img.save(f"{d}/x.png")
+        (sure,) = predict_inputs(Flat(), [f"{d}/x.png"], threshold=0.5)
+        (unsure,) = predict_inputs(Flat(), [f"{d}/x.png"], threshold=0.6)
+        (soft,) = predict_inputs(Flat(), [f"{d}/x.png"], threshold=0.5, temperature=3.0)
+    assert sure["label"] == "Dress" and not sure["unsure"]
+    assert unsure["label"] == "unsure" and unsure["unsure"]
+    assert unsure["predictions"][0]["label"] == "Dress"  # the candidates are still listed
+    assert soft["unsure"] and soft["confidence"] < 0.5
+
+
+def test_show_input_saves_what_the_model_saw(tmp_path):
+    photo = Image.new("RGB", (300, 200), "white")
+    photo.paste((0, 0, 0), (100, 20, 200, 180))
+    photo.save(tmp_path / "p.jpg")
+    (res,) = predict_inputs(FakeModel(), [tmp_path / "p.jpg"], show_input=tmp_path / "seen")
+    seen = np.asarray(Image.open(res["input_image"]))
+    assert seen.shape == (28, 28) and seen[0, 0] == 0 and seen[14, 14] > 200
+
+
+def test_csv_output(tmp_path):
+    fmnist_like(30).save(tmp_path / "one.png")
+    res = predict_files(FakeModel(), [tmp_path / "one.png", tmp_path / "nope.png"], k=2)
+    rows = list(csv.reader(io.StringIO(to_csv(res, 2))))
+    assert rows[0] == [
+        "file",
+        "label",
+        "confidence",
+        "label_1",
+        "probability_1",
+        "label_2",
+        "probability_2",
+        "error",
+    ]
+    assert rows[1][1] == "Trouser" and rows[1][-1] == ""
+    assert rows[2][1] == "" and "no such file" in rows[2][-1]
 
 
 def test_top_k_order():
     p = np.array([0.1, 0.5, 0.05, 0.35, 0, 0, 0, 0, 0, 0])
     assert [t["index"] for t in top_k(p, 3)] == [1, 3, 0]
+
+
+def test_explain_writes_overlays(tmp_path):
+    from fashion_cnn.models import build_model
+
+    fmnist_like(100).save(tmp_path / "x.png")
+    (res,) = predict_inputs(build_model("seed"), [tmp_path / "x.png"], explain=tmp_path / "cam")
+    overlay = Image.open(res["gradcam_image"])
+    assert overlay.mode == "RGB" and overlay.size[0] > 28

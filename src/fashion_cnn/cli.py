@@ -105,27 +105,61 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from fashion_cnn.predict import predict_files
-    from fashion_cnn.runs import load_run_model
+    from fashion_cnn.predict import predict_inputs, to_csv
+    from fashion_cnn.runs import load_calibration, load_run_model
 
-    if args.top_k < 1:
+    if not 1 <= args.top_k <= 10:
         raise FashionCnnError(
-            f"Invalid value for `--top-k`: expected an integer >= 1, received {args.top_k}"
+            f"Invalid value for `--top-k`: expected an integer in [1, 10], received {args.top_k}"
+        )
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise FashionCnnError(
+            f"Invalid value for `--threshold`: expected a float in [0, 1], received {args.threshold}"
         )
     model = load_run_model(args.run, args.checkpoint)
-    results = predict_files(model, args.images, k=min(args.top_k, 10))
-    failed = 0
-    for r in results:
-        if "error" in r:
-            failed += 1
-            if not args.json:
-                print(f"error: {r['error']}", file=sys.stderr)
-        elif not args.json:
-            best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["predictions"])
-            print(f"{r['file']}: {best}")
+    calibration = load_calibration(args.run) or {}
+    threshold = args.threshold if args.threshold is not None else calibration.get("threshold", 0.5)
+    results = predict_inputs(
+        model,
+        args.images,
+        k=args.top_k,
+        temperature=calibration.get("temperature", 1.0),
+        threshold=threshold,
+        show_input=args.show_input,
+        explain=args.explain,
+        progress=sys.stderr.isatty() and len(args.images) > 1,
+    )
+    failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))
+    elif args.csv:
+        sys.stdout.write(to_csv(results, args.top_k))
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["predictions"])
+            print(f"{r['file']}: {r['label']}  ({best})")
+    for r in failed:
+        print(f"error: {r['error']}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_robustness(args) -> int:
+    from fashion_cnn.runs import robustness_run
+
+    if args.limit < 1:
+        raise FashionCnnError(
+            f"Invalid value for `--limit`: expected an integer >= 1, received {args.limit}"
+        )
+    data = _load_data(args)
+    result = robustness_run(args.run, data, limit=args.limit, seed=args.seed)
+    print(f"clean accuracy {result['clean_accuracy']:.4f} on {result['n']} test images")
+    for name, r in result["shifts"].items():
+        print(f"  {name:24s} {r['accuracy']:.4f}  ({r['relative']:.0%} of clean)")
+    print(f"mean under shift {result['mean_shifted_accuracy']:.4f} ({result['mean_relative']:.0%})")
+    print(f"report: {Path(args.run) / 'robustness.html'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,13 +203,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files")
+    p = sub.add_parser("predict", help="classify image files, folders or stdin")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
-    p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    p.add_argument(
+        "images", nargs="+", help="image files (any format Pillow reads), folders, or - for stdin"
+    )
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print results as JSON")
+    out.add_argument("--csv", action="store_true", help="print results as CSV")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="calibrated confidence below which the answer is 'unsure' (default: the run's, 0.5)",
+    )
+    p.add_argument("--show-input", metavar="DIR", help="save the 28x28 image the model saw")
+    p.add_argument("--explain", metavar="DIR", help="save a Grad-CAM overlay per prediction")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser(
+        "robustness", help="accuracy on the test set rendered as product photos, per shift"
+    )
+    p.add_argument("run", help="run folder written by `fashion-cnn train`")
+    p.add_argument("--limit", type=int, default=2000, help="test images per shift (max 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rendering")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_robustness)
     return parser
 
 

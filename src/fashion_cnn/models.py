@@ -90,3 +90,19 @@ def build_model(
             f"Invalid value for `name`: expected one of {sorted(MODELS)}, received {name!r}"
         )
     return MODELS[name](scale=scale, num_classes=num_classes, width=width)
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Floating-point operations of one image's forward pass through convolutions and
+    dense layers (a multiply-add counts 2); training costs about 3x this.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            c_in = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * c_out * c_in * kh * kw
+        elif isinstance(layer, layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)

@@ -1,15 +1,44 @@
-"""Batch prediction over image files: one result per file, errors reported per file."""
+"""Batch prediction over files, folders and stdin: one result per input, errors per input.
+
+A result is {"file", "label", "confidence", "unsure", "predictions": top-k} or
+{"file", "error"}. Probabilities are temperature-calibrated when the run has a
+calibration; below the confidence threshold the label is "unsure".
+"""
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.images import ImageError, load_image
+
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".jfif",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".tga",
+    ".ico",
+}
+STDIN = "-"
+UNSURE = "unsure"
 
 
 def top_k(probs: np.ndarray, k: int, class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
@@ -20,22 +49,137 @@ def top_k(probs: np.ndarray, k: int, class_names: Sequence[str] = CLASS_NAMES) -
     ]
 
 
-def predict_files(model, paths: Sequence[str | os.PathLike], k: int = 3) -> list[dict]:
-    """Classifies each file; a file that fails gets an `error` instead of `predictions`.
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Files as given, folders as their image files (recursively, sorted), `-` as stdin.
+
+    A folder's non-image files (by suffix) are skipped; a path that does not exist is
+    passed on, so that it gets its own error.
+    """
+    for item in inputs:
+        item = str(item)
+        if item != STDIN and Path(item).is_dir():
+            for p in sorted(Path(item).rglob("*")):
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    yield str(p)
+        else:
+            yield item
+
+
+def _load(item: str) -> np.ndarray:
+    if item == STDIN:
+        data = sys.stdin.buffer.read()
+        return load_image(io.BytesIO(data), name="<stdin>")
+    return load_image(item)
+
+
+def predict_inputs(
+    model,
+    inputs: Sequence[str | os.PathLike],
+    k: int = 3,
+    temperature: float = 1.0,
+    threshold: float = DEFAULT_THRESHOLD,
+    show_input: str | os.PathLike | None = None,
+    explain: str | os.PathLike | None = None,
+    chunk: int = 256,
+    progress: bool = False,
+) -> list[dict]:
+    """Classifies every input; a failing input gets an `error` and the rest go on.
+
+    Args:
+        model: a Keras model taking raw 0-255 pixels.
+        inputs: files, folders (searched recursively) and `-` for stdin.
+        k: how many classes to list.
+        temperature: softmax temperature (from the run's calibration).
+        threshold: below this calibrated confidence the label is "unsure".
+        show_input: folder to save each 28x28 model input in, as `<name>.input.png`.
+        explain: folder to save a Grad-CAM overlay for each prediction, `<name>.gradcam.png`.
+        chunk: images classified per model call.
+        progress: show a progress bar on stderr.
 
     Returns:
-        One dict per path, in order: {"file", "predictions": [...]} or {"file", "error"}.
+        One dict per input, in order.
     """
-    results: list[dict] = [{"file": str(p)} for p in paths]
-    batch, where = [], []
-    for i, p in enumerate(paths):
-        try:
-            batch.append(load_image(p))
-            where.append(i)
-        except ImageError as e:
-            results[i]["error"] = str(e)
-    if batch:
-        probs = predict_proba(model, np.stack(batch)[..., None])
-        for i, pr in zip(where, probs, strict=True):
-            results[i]["predictions"] = top_k(pr, k)
+    items = list(expand_inputs(inputs))
+    results: list[dict] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="img", file=sys.stderr)
+    for folder in (show_input, explain):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        batch, where, names = [], [], []
+        for i, item in enumerate(part):
+            results.append({"file": "<stdin>" if item == STDIN else item})
+            try:
+                image = _load(item)
+            except ImageError as e:
+                results[-1]["error"] = str(e)
+                continue
+            batch.append(image)
+            where.append(len(results) - 1)
+            names.append("stdin" if item == STDIN else f"{start + i:05d}-{Path(item).stem}")
+            if show_input:
+                path = Path(show_input) / f"{names[-1]}.input.png"
+                Image.fromarray(image).save(path)
+                results[-1]["input_image"] = str(path)
+        if batch:
+            probs = predict_proba(model, np.stack(batch)[..., None])
+            probs = apply_temperature(probs, temperature) if temperature != 1.0 else probs
+            for idx, p in zip(where, probs, strict=True):
+                best = int(p.argmax())
+                confident = float(p[best]) >= threshold
+                results[idx].update(
+                    label=CLASS_NAMES[best] if confident else UNSURE,
+                    confidence=float(p[best]),
+                    unsure=not confident,
+                    predictions=top_k(p, k),
+                )
+            if explain:
+                _save_explanations(model, batch, probs, names, where, results, Path(explain))
+        if bar:
+            bar.update(len(part))
+    if bar:
+        bar.close()
     return results
+
+
+def _save_explanations(model, batch, probs, names, where, results, folder: Path) -> None:
+    from fashion_cnn.explain import grad_cam, overlay
+
+    cams = grad_cam(model, np.stack(batch), classes=probs.argmax(axis=1))
+    for image, cam, name, idx in zip(batch, cams, names, where, strict=True):
+        path = folder / f"{name}.gradcam.png"
+        overlay(image, cam).save(path)
+        results[idx]["gradcam_image"] = str(path)
+
+
+def predict_files(model, paths: Sequence[str | os.PathLike], k: int = 3) -> list[dict]:
+    """Uncalibrated `predict_inputs` over a list of files (kept for library users)."""
+    return predict_inputs(model, paths, k=k, threshold=0.0)
+
+
+def to_csv(results: list[dict], k: int) -> str:
+    """Results as CSV: file, label, confidence, then label/probability pairs, then error."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["file", "label", "confidence"]
+    for i in range(1, k + 1):
+        header += [f"label_{i}", f"probability_{i}"]
+    writer.writerow([*header, "error"])
+    for r in results:
+        row = [r["file"], r.get("label", ""), f"{r['confidence']:.6f}" if "confidence" in r else ""]
+        preds = r.get("predictions", [])
+        for i in range(k):
+            row += (
+                [preds[i]["label"], f"{preds[i]['probability']:.6f}"]
+                if i < len(preds)
+                else ["", ""]
+            )
+        writer.writerow([*row, r.get("error", "")])
+    return buf.getvalue()

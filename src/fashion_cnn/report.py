@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from fashion_cnn.data import CLASS_NAMES
 
 WRONG, RIGHT = "#c0392b", "#1e7b34"
+GALLERY_PAIRS = 6
 
 
 def training_curves(history: dict) -> Figure:
@@ -100,6 +101,13 @@ def confusion_heatmap(cm: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) 
     return fig
 
 
+def gallery_indices(
+    y_true: np.ndarray, y_pred: np.ndarray, pairs: Sequence[Sequence[int]], per_pair: int = 8
+) -> list[np.ndarray]:
+    """For each (true, predicted, count) pair, the first `per_pair` test indices it hit."""
+    return [np.flatnonzero((y_true == t) & (y_pred == p))[:per_pair] for t, p, _ in pairs]
+
+
 def confused_gallery(
     images: np.ndarray,
     y_true: np.ndarray,
@@ -107,13 +115,19 @@ def confused_gallery(
     pairs: Sequence[Sequence[int]],
     class_names: Sequence[str] = CLASS_NAMES,
     per_pair: int = 8,
+    cams: dict[int, np.ndarray] | None = None,
 ) -> Figure:
-    """For each (true, predicted, count) pair, a row of test images it happened to."""
+    """For each (true, predicted, count) pair, a row of test images it happened to.
+
+    With `cams` (test index -> Grad-CAM heatmap of the predicted class), each image gets its
+    heatmap overlaid: where the model looked when it made the mistake.
+    """
     pairs = list(pairs) or [(0, 0, 0)]
     fig = Figure(figsize=(per_pair * 1.2 + 2.5, len(pairs) * 1.35), layout="constrained")
     axes = np.array(fig.subplots(len(pairs), per_pair, squeeze=False))
-    for row, (t, p, count) in enumerate(pairs):
-        idx = np.flatnonzero((y_true == t) & (y_pred == p))[:per_pair]
+    for row, ((t, p, count), idx) in enumerate(
+        zip(pairs, gallery_indices(y_true, y_pred, pairs, per_pair), strict=True)
+    ):
         for j, ax in enumerate(axes[row]):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -121,6 +135,8 @@ def confused_gallery(
                 spine.set_visible(False)
             if j < len(idx) and t != p:
                 ax.imshow(images[idx[j]].squeeze(), cmap="gray_r", vmin=0, vmax=255)
+                if cams and int(idx[j]) in cams:
+                    ax.imshow(cams[int(idx[j])], cmap="inferno", alpha=0.45, vmin=0, vmax=1)
         axes[row][0].set_ylabel(
             f"{class_names[t]}\n→ {class_names[p]}\n({count}x)",
             rotation=0,
@@ -186,8 +202,15 @@ def render_html(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     title: str = "fashion-cnn evaluation",
+    cams: dict[int, np.ndarray] | None = None,
+    robustness: dict | None = None,
 ) -> str:
-    """The whole report as one HTML string (figures embedded as PNG data URIs)."""
+    """The whole report as one HTML string (figures embedded as PNG data URIs).
+
+    Args:
+        cams: Grad-CAM heatmaps for the gallery's test indices (see `confused_gallery`).
+        robustness: a `robustness.json` result to include, if one was computed.
+    """
     names = metrics["class_names"]
     config_rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
@@ -208,9 +231,19 @@ def render_html(
         _classification_table(metrics),
         "<h2>Most confused pairs</h2>",
         _confused_list(metrics),
+        "<p>Overlay: Grad-CAM of the predicted class (bright = where the model looked).</p>"
+        if cams
+        else "",
         _img(
-            confused_gallery(images, y_true, y_pred, metrics["most_confused"][:6], names),
+            confused_gallery(
+                images, y_true, y_pred, metrics["most_confused"][:GALLERY_PAIRS], names, cams=cams
+            ),
             "most confused pairs",
+        ),
+        *(
+            ["<h2>Robustness to photo-like inputs</h2>", robustness_table(robustness)]
+            if robustness
+            else []
         ),
         "<h2>Config</h2>",
         f"<table>{config_rows}</table>",
@@ -220,4 +253,62 @@ def render_html(
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(sections)
         + "</body></html>\n"
+    )
+
+
+def robustness_strip(images: np.ndarray, seed: int = 0) -> Figure:
+    """For each shift: a rendered photo of each sample image and what the model saw of it."""
+    from fashion_cnn.images import preprocess
+    from fashion_cnn.robustness import SHIFTS
+
+    n = len(images)
+    fig = Figure(figsize=(2 * n * 1.1 + 2, len(SHIFTS) * 1.2), layout="constrained")
+    axes = np.array(fig.subplots(len(SHIFTS), 2 * n, squeeze=False))
+    for row, (name, render) in enumerate(SHIFTS.items()):
+        rng = np.random.default_rng([seed, row])
+        for j, x in enumerate(images):
+            photo = render(x, rng)
+            axes[row][2 * j].imshow(photo)
+            axes[row][2 * j + 1].imshow(preprocess(photo), cmap="gray", vmin=0, vmax=255)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row][0].set_ylabel(
+            name.replace("_", "\n"), rotation=0, ha="right", va="center", fontsize=8
+        )
+    return fig
+
+
+def robustness_table(result: dict) -> str:
+    rows = [
+        f"<tr><td>clean (the 28x28 test images)</td><td>{result['clean_accuracy']:.2%}</td>"
+        f"<td>100%</td></tr>"
+    ]
+    for name, r in result["shifts"].items():
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{r['accuracy']:.2%}</td>"
+            f"<td>{r['relative']:.0%}</td></tr>"
+        )
+    rows.append(
+        f"<tr class='avg'><td>mean under shift</td><td>{result['mean_shifted_accuracy']:.2%}</td>"
+        f"<td>{result['mean_relative']:.0%}</td></tr>"
+    )
+    return (
+        f"<p>{result['n']} test images, each rendered as a photo per shift and classified "
+        f"through the full photo preprocessing.</p><table><tr><th>shift</th><th>accuracy</th>"
+        f"<th>of clean</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def render_robustness_html(result: dict, samples: np.ndarray, seed: int = 0) -> str:
+    """`robustness.html`: the table and, per shift, sample photos next to the model's input."""
+    body = [
+        "<h1>Robustness to photo-like inputs</h1>",
+        robustness_table(result),
+        "<h2>Samples: rendered photo, then what the model saw</h2>",
+        _img(robustness_strip(samples, seed), "rendered samples"),
+    ]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>robustness</title>"
+        f"<style>{STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion_cnn.calibrate import apply_temperature, expected_calibration_error
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import compute_metrics, predict_proba
 from fashion_cnn.io_utils import read_json, write_json, write_text
-from fashion_cnn.train import BEST_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+from fashion_cnn.train import BEST_FILE, CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+ROBUSTNESS_FILE = "robustness.json"
 CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
 
 
@@ -53,6 +55,12 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final"):
         ) from None
 
 
+def load_calibration(run_dir: str | Path) -> dict | None:
+    """The run's `calibration.json`, or None for a run trained without validation split."""
+    path = Path(run_dir) / CALIBRATION_FILE
+    return read_json(path) if path.exists() else None
+
+
 def evaluate_run(
     run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: bool = False
 ) -> dict:
@@ -67,7 +75,7 @@ def evaluate_run(
     Returns:
         The metrics dict (see `compute_metrics`), plus the checkpoint and TTA setting used.
     """
-    from fashion_cnn.report import render_html
+    from fashion_cnn.report import GALLERY_PAIRS, gallery_indices, render_html
 
     run = Path(run_dir)
     model = load_run_model(run, checkpoint)
@@ -75,7 +83,27 @@ def evaluate_run(
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
     metrics["tta"] = tta
+    calibration = load_calibration(run)
+    if calibration:
+        t = calibration["temperature"]
+        metrics["calibration"] = {
+            "temperature": t,
+            "test_ece_before": expected_calibration_error(probs, data.y_test),
+            "test_ece_after": expected_calibration_error(apply_temperature(probs, t), data.y_test),
+        }
     write_json(run / METRICS_FILE, metrics)
+    y_pred = probs.argmax(axis=1)
+    shown = np.concatenate(
+        [np.zeros(0, int)]
+        + gallery_indices(data.y_test, y_pred, metrics["most_confused"][:GALLERY_PAIRS])
+    ).astype(int)
+    cams = None
+    if len(shown):
+        from fashion_cnn.explain import grad_cam
+
+        heat = grad_cam(model, data.x_test[shown], classes=y_pred[shown])
+        cams = dict(zip(shown.tolist(), heat, strict=True))
+    robustness = read_json(run / ROBUSTNESS_FILE) if (run / ROBUSTNESS_FILE).exists() else None
     history = read_json(run / HISTORY_FILE) if (run / HISTORY_FILE).exists() else {}
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}
     html = render_html(
@@ -84,8 +112,26 @@ def evaluate_run(
         config,
         data.x_test,
         np.asarray(data.y_test),
-        probs.argmax(axis=1),
+        y_pred,
         title=f"fashion-cnn: {run.name}",
+        cams=cams,
+        robustness=robustness,
     )
     write_text(run / REPORT_FILE, html)
     return metrics
+
+
+def robustness_run(run_dir: str | Path, data: Dataset, limit: int = 2000, seed: int = 0) -> dict:
+    """Runs the robustness evaluation on the first `limit` test images of a run's model;
+    writes `robustness.json` and `robustness.html` beside it.
+    """
+    from fashion_cnn.report import render_robustness_html
+    from fashion_cnn.robustness import evaluate_robustness
+
+    run = Path(run_dir)
+    model = load_run_model(run)
+    x, y = data.x_test[:limit], data.y_test[:limit]
+    result = evaluate_robustness(model, x, y, seed=seed)
+    write_json(run / ROBUSTNESS_FILE, result)
+    write_text(run / "robustness.html", render_robustness_html(result, x[:8], seed))
+    return result

@@ -6,6 +6,7 @@ A run folder holds:
 - `model.keras`: the final model (raw 0-255 pixels in, probabilities out);
 - `best.keras`: the model at the epoch with the best validation accuracy;
 - `history.json`: per-epoch loss/accuracy for training and validation, and wall time;
+- `calibration.json`: the softmax temperature fitted on the validation split;
 - `state.json` + `checkpoints/`: the resume point, updated after every epoch.
 
 Interrupting training (Ctrl-C, kill -9) loses at most the current epoch: running the same
@@ -29,9 +30,11 @@ import numpy as np
 import tensorflow as tf
 
 from fashion_cnn.augment import augment_batch
+from fashion_cnn.calibrate import calibrate
 from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
+from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model
 
@@ -42,6 +45,7 @@ MODEL_FILE = "model.keras"
 BEST_FILE = "best.keras"
 HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
+CALIBRATION_FILE = "calibration.json"
 CKPT_DIR = "checkpoints"
 
 
@@ -159,7 +163,14 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     if not saved.exists():
         return
     if overwrite:
-        for name in (CONFIG_FILE, MODEL_FILE, BEST_FILE, HISTORY_FILE, STATE_FILE):
+        for name in (
+            CONFIG_FILE,
+            MODEL_FILE,
+            BEST_FILE,
+            HISTORY_FILE,
+            STATE_FILE,
+            CALIBRATION_FILE,
+        ):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         return
@@ -269,6 +280,9 @@ def train(
                 verbose=verbose,
                 shuffle=False,  # the dataset is already in its seeded per-epoch order
             )
+        if len(x_val):
+            val_probs = predict_proba(model, x_val)
+            write_json(out / CALIBRATION_FILE, calibrate(val_probs, y_val))
         with atomic_path(out / MODEL_FILE) as tmp:
             model.save(tmp)
         history = dict(state["history"])

@@ -1,0 +1,174 @@
+"""Accuracy per CPU-minute: train each recipe over several seeds and tabulate.
+
+    python benchmarks/recipes.py [--recipes seed fast] [--seeds 0 1 2] [--write BENCHMARKS.md]
+
+For every (recipe, seed) it runs the real commands, one after the other in their own
+processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` (and again
+with `--tta`). It reports, as mean ± sample std over the seeds (n given):
+
+- training wall seconds (the whole `train` process) and fit seconds (sum of epoch times);
+- training images/s and achieved GFLOP/s (3x the forward FLOPs of convolutions and dense
+  layers per training image), as a share of a float32 matrix product measured with NumPy on
+  the same machine in the same run, and of the nominal peaks the project was given
+  (333 GFLOP/s AVX-512 fp32, 5.3 TFLOP/s AMX bf16);
+- test accuracy of the final model, without and with flip TTA;
+- time to accuracy: fit seconds until the validation accuracy first reached 90/93/94%.
+
+With `--write FILE` the Markdown table replaces the part of FILE between the lines
+`<!-- recipes:begin -->` and `<!-- recipes:end -->`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NOMINAL_FP32, NOMINAL_AMX = 333.0, 5300.0
+THRESHOLDS = (0.90, 0.93, 0.94)
+
+
+def matmul_gflops() -> float:
+    import numpy as np
+
+    a = np.random.default_rng(0).random((2000, 2000), dtype=np.float32)
+    a @ a
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(5):
+            a @ a
+        best = max(best, 5 * 2 * 2000**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def model_info(recipe: str) -> tuple[int, int]:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from fashion_cnn.config import load_recipe
+    from fashion_cnn.models import build_model, forward_flops
+
+    c = load_recipe(recipe)
+    model = build_model(c.model, scale=c.scale, width=c.width)
+    return model.count_params(), forward_flops(model)
+
+
+def run_one(recipe: str, seed: int, workdir: Path) -> dict:
+    run = workdir / f"{recipe}-{seed}"
+    cli = [sys.executable, "-m", "fashion_cnn"]
+    t = time.perf_counter()
+    subprocess.run(
+        [
+            *cli,
+            "train",
+            "--recipe",
+            recipe,
+            "--seed",
+            str(seed),
+            "--out",
+            str(run),
+            "--verbosity",
+            "0",
+            "--no-download",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wall = time.perf_counter() - t
+    result = {"train_wall_s": wall}
+    for tta in (False, True):
+        subprocess.run(
+            [*cli, "evaluate", str(run), "--no-download", *(["--tta"] if tta else [])],
+            check=True,
+            capture_output=True,
+        )
+        metrics = json.loads((run / "metrics.json").read_text())
+        result["acc_tta" if tta else "acc"] = metrics["test_accuracy"]
+    h = json.loads((run / "history.json").read_text())
+    result["fit_s"] = sum(h["epoch_seconds"])
+    result["images"] = h["train_images"] * len(h["epoch_seconds"])
+    elapsed, reached = 0.0, {}
+    for secs, acc in zip(h["epoch_seconds"], h["val_accuracy"], strict=True):
+        elapsed += secs
+        for th in THRESHOLDS:
+            if acc >= th and th not in reached:
+                reached[th] = elapsed
+    result["reached"] = reached
+    print(f"  {recipe} seed {seed}: {json.dumps(result, default=str)}", file=sys.stderr, flush=True)
+    return result
+
+
+def ms(values: list[float], fmt: str = "{:.1f}") -> str:
+    if len(values) > 1:
+        return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+    return fmt.format(values[0])
+
+
+def table(rows: dict[str, list[dict]], infos: dict[str, tuple[int, int]], ref: float) -> str:
+    lines = [
+        "| recipe | params | n | train wall s | fit s | train img/s | GFLOP/s | "
+        "% of NumPy fp32 matmul | % of 333 / 5300 nominal | test acc % | test acc % (TTA) | "
+        "s to 90% / 93% / 94% val |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for recipe, results in rows.items():
+        params, fwd = infos[recipe]
+        ips = [r["images"] / r["fit_s"] for r in results]
+        gflops = [i * 3 * fwd / 1e9 for i in ips]
+        g = statistics.mean(gflops)
+        reach = []
+        for th in THRESHOLDS:
+            got = [r["reached"][th] for r in results if th in r["reached"]]
+            reach.append(f"{statistics.mean(got):.0f} ({len(got)}/{len(results)})" if got else "—")
+        lines.append(
+            f"| {recipe} | {params:,} | {len(results)} | "
+            f"{ms([r['train_wall_s'] for r in results])} | {ms([r['fit_s'] for r in results])} | "
+            f"{ms(ips, '{:.0f}')} | {ms(gflops)} | {100 * g / ref:.0f}% | "
+            f"{100 * g / NOMINAL_FP32:.0f}% / {100 * g / NOMINAL_AMX:.1f}% | "
+            f"{ms([100 * r['acc'] for r in results], '{:.2f}')} | "
+            f"{ms([100 * r['acc_tta'] for r in results], '{:.2f}')} | {' / '.join(reach)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(path: Path, text: str) -> None:
+    begin, end = "<!-- recipes:begin -->", "<!-- recipes:end -->"
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path} has no {begin} ... {end} section to replace")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["seed", "fast"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--write", type=Path, help="Markdown file with a recipes section")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ref = matmul_gflops()
+    infos = {r: model_info(r) for r in args.recipes}
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in args.recipes:
+            rows[recipe] = [run_one(recipe, s, Path(tmp)) for s in args.seeds]
+    text = table(rows, infos, ref)
+    text += (
+        f"\n\nNumPy float32 2000x2000 matmul on this machine: {ref:.0f} GFLOP/s. Command: "
+        f"`python benchmarks/recipes.py --recipes {' '.join(args.recipes)} "
+        f"--seeds {' '.join(map(str, args.seeds))}`"
+    )
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Every shipped recipe loads, builds its model, and trains on a small subset."""
+
+import numpy as np
+import pytest
+
+from fashion_cnn.config import load_recipe, recipe_names
+from fashion_cnn.evaluate import predict_proba
+from fashion_cnn.models import build_model
+from fashion_cnn.runs import load_run_model
+from fashion_cnn.train import train
+
+
+def test_expected_recipes_ship():
+    assert {"seed", "fast"} <= set(recipe_names())
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_builds_its_model(name):
+    config = load_recipe(name)
+    model = build_model(config.model, scale=config.scale, width=config.width)
+    assert model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_trains_on_a_small_subset(name, synthetic_data, tmp_path):
+    config = load_recipe(name).replace(epochs=2, batch_size=64)
+    run = train(config, synthetic_data, tmp_path / name, verbose=0)
+    probs = predict_proba(load_run_model(run), synthetic_data.x_test)
+    assert probs.shape == (200, 10) and np.isfinite(probs).all()
