@@ -83,7 +83,7 @@ def run_one(recipe: str, seed: int, workdir: Path) -> dict:
     result = {"train_wall_s": wall}
     for tta in (False, True):
         subprocess.run(
-            [*cli, "evaluate", str(run), "--no-download", *(["--tta"] if tta else [])],
+            [*cli, "evaluate", str(run), "--no-download", "--tta" if tta else "--no-tta"],
             check=True,
             capture_output=True,
         )

@@ -49,3 +49,15 @@ def test_no_conv_layer():
 def test_overlay_size():
     img = overlay(np.zeros((28, 28), np.uint8), np.ones((28, 28), "float32"), size=84)
     assert img.size == (84, 84) and img.mode == "RGB"
+
+
+def test_grad_cam_under_mixed_precision(tmp_path):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_model("convnet", scale=1 / 255, width=1)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model.save(tmp_path / "m.keras")
+    cams = grad_cam(keras.models.load_model(tmp_path / "m.keras"), np.full((2, 28, 28), 99.0))
+    assert cams.shape == (2, 28, 28) and np.isfinite(cams).all()

@@ -97,7 +97,10 @@ def cmd_evaluate(args) -> int:
     data = _load_data(args)
     metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
     names = metrics["class_names"]
-    print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}")
+    tta = " (flip TTA)" if metrics["tta"] else ""
+    print(
+        f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}{tta}"
+    )
     for t, p, c in metrics["most_confused"][:3]:
         print(f"  {names[t]} predicted as {names[p]}: {c}")
     print(f"report: {Path(args.run) / REPORT_FILE}")
@@ -114,7 +117,8 @@ def cmd_predict(args) -> int:
         )
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise FashionCnnError(
-            f"Invalid value for `--threshold`: expected a float in [0, 1], received {args.threshold}"
+            "Invalid value for `--threshold`: expected a float in [0, 1], "
+            f"received {args.threshold}"
         )
     model = load_run_model(args.run, args.checkpoint)
     calibration = load_calibration(args.run) or {}

@@ -56,6 +56,8 @@ class TrainConfig:
         translate: largest random shift in pixels (0 = off).
         flip: random horizontal flips (never vertical).
         erase: probability of random erasing per image (0 = off).
+        tta: evaluate this run with horizontal-flip test-time augmentation by default
+            (`fashion-cnn evaluate --tta/--no-tta` overrides).
     """
 
     recipe: str = "custom"
@@ -80,6 +82,7 @@ class TrainConfig:
     translate: int = 0
     flip: bool = False
     erase: float = 0.0
+    tta: bool = False
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self.
@@ -145,6 +148,8 @@ class TrainConfig:
             raise bad("flip", "true or false")
         if not is_num(self.erase) or not 0 <= self.erase <= 1:
             raise bad("erase", "a probability in [0, 1]")
+        if not isinstance(self.tta, bool):
+            raise bad("tta", "true or false")
         return self
 
     def to_dict(self) -> dict[str, Any]:

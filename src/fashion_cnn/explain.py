@@ -38,7 +38,7 @@ def feature_model(model: keras.Model) -> keras.Model:
             if layer is conv:
                 features = x
         return keras.Model(inputs, [features, x])
-    return keras.Model(model.inputs, [conv.output, model.outputs[0]])
+    return keras.Model(model.inputs[0], [conv.output, model.outputs[0]])
 
 
 def grad_cam(
@@ -58,13 +58,13 @@ def grad_cam(
     grad_model = feature_model(model)
     with tf.GradientTape() as tape:
         features, probs = grad_model(x, training=False)
-        features = tf.cast(features, tf.float32)
-        tape.watch(features)
         if classes is None:
             classes = tf.argmax(probs, axis=1)
         picked = tf.gather(tf.cast(probs, tf.float32), classes, axis=1, batch_dims=1)
         score = tf.math.log(picked + 1e-9)
-    grads = tape.gradient(score, features)
+    # Differentiate with respect to the features as computed (bf16 under mixed precision).
+    grads = tf.cast(tape.gradient(score, features), tf.float32)
+    features = tf.cast(features, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]
     cam = tf.image.resize(cam, (28, 28), method="bilinear")[..., 0].numpy()

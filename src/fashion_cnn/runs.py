@@ -62,7 +62,7 @@ def load_calibration(run_dir: str | Path) -> dict | None:
 
 
 def evaluate_run(
-    run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: bool = False
+    run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: bool | None = None
 ) -> dict:
     """Evaluates a run on the test set; writes `metrics.json` and `report.html` beside it.
 
@@ -70,7 +70,7 @@ def evaluate_run(
         run_dir: a finished run folder.
         data: the dataset (only the test part is used).
         checkpoint: "final" or "best".
-        tta: horizontal-flip test-time augmentation.
+        tta: horizontal-flip test-time augmentation (default: the run config's `tta`).
 
     Returns:
         The metrics dict (see `compute_metrics`), plus the checkpoint and TTA setting used.
@@ -79,6 +79,9 @@ def evaluate_run(
 
     run = Path(run_dir)
     model = load_run_model(run, checkpoint)
+    config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}
+    if tta is None:
+        tta = bool(config.get("tta", False))
     probs = predict_proba(model, data.x_test, tta=tta)
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
@@ -105,7 +108,6 @@ def evaluate_run(
         cams = dict(zip(shown.tolist(), heat, strict=True))
     robustness = read_json(run / ROBUSTNESS_FILE) if (run / ROBUSTNESS_FILE).exists() else None
     history = read_json(run / HISTORY_FILE) if (run / HISTORY_FILE).exists() else {}
-    config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}
     html = render_html(
         metrics,
         history,

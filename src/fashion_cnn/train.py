@@ -174,7 +174,8 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         return
-    previous = read_json(saved)
+    # Through the dataclass, so that keys added since (with their defaults) don't count.
+    previous = TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
     if previous != config.to_dict():
         diff = {
             k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
