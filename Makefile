@@ -8,7 +8,7 @@ RECIPE ?= seed
 RUN    ?= runs/$(RECIPE)
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: install data run test lint format bench clean
+.PHONY: install data browser run test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -29,12 +29,22 @@ data: install
 	fi
 	$(BIN)/fashion-cnn data
 
+# Debian's Chromium for the end-to-end browser test (Playwright drives it; it downloads
+# no browser of its own).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" != none ]; then \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null || true; \
+	  fi; \
+	fi
+
 run: data
 	$(BIN)/fashion-cnn train --recipe $(RECIPE) --out $(RUN)
 	$(BIN)/fashion-cnn evaluate $(RUN)
 	@echo "Report: $$(pwd)/$(RUN)/report.html"
 
-test: data
+test: data browser
 	$(BIN)/python -m pytest
 
 lint: install
@@ -47,6 +57,7 @@ format: install
 
 bench: data
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/recipes.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

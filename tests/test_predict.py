@@ -115,3 +115,12 @@ def test_explain_writes_overlays(tmp_path):
     (res,) = predict_inputs(build_model("seed"), [tmp_path / "x.png"], explain=tmp_path / "cam")
     overlay = Image.open(res["gradcam_image"])
     assert overlay.mode == "RGB" and overlay.size[0] > 28
+
+
+def test_progress_bar_goes_to_stderr(tmp_path, capsys):
+    for i in range(3):
+        fmnist_like(30).save(tmp_path / f"{i}.png")
+    res = predict_inputs(FakeModel(), [tmp_path], progress=True, chunk=2)
+    assert len(res) == 3 and all(r["label"] == "Trouser" for r in res)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "3/3" in captured.err

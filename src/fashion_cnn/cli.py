@@ -166,6 +166,36 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from fashion_cnn.runs import load_run_model
+
+    load_run_model(args.run)  # fail here, with a clear message, not inside a worker
+    if args.workers < 1:
+        raise FashionCnnError(
+            f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
+        )
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: reachable from other machines", args.host)
+    print(f"serving {args.run} on http://{args.host}:{args.port}/  (API docs at /docs)")
+    if args.workers == 1:
+        from fashion_cnn.serve.app import create_app
+
+        uvicorn.run(create_app(args.run), host=args.host, port=args.port, log_level="warning")
+    else:
+        os.environ["FASHION_CNN_RUN"] = str(Path(args.run).resolve())
+        uvicorn.run(
+            "fashion_cnn.serve.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fashion-cnn",
@@ -203,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test-set metrics, metrics.json and report.html")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
-    p.add_argument("--tta", action="store_true", help="average each image with its mirror image")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each image's prediction with its mirror image's (default: the recipe's)",
+    )
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -233,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the rendering")
     _add_data_args(p)
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("serve", help="web page and HTTP API for a trained run")
+    p.add_argument("run", help="run folder written by `fashion-cnn train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

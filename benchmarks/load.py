@@ -1,0 +1,151 @@
+"""Bounded load test of `fashion-cnn serve` on loopback.
+
+    python benchmarks/load.py RUN [--clients 32] [--requests 5000] [--workers 1]
+
+Starts the server in its own process on a free 127.0.0.1 port, sends `--requests` POSTs of
+one 28x28 PNG from `--clients` concurrent connections (asyncio + httpx, in this process),
+checks every answer, and reports requests/s, p50/p99 latency, errors and the server's RSS
+before and after. Stops by itself; sends traffic to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (uvicorn workers), KiB."""
+    total = 0
+    pids = [pid]
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except FileNotFoundError:
+        pass
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+async def hammer(url: str, body: bytes, clients: int, n: int, deadline_s: float):
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    labels: set[str] = set()
+    counter = iter(range(n))
+    stop = time.monotonic() + deadline_s
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker():
+            for _ in counter:
+                if time.monotonic() > stop:
+                    return
+                t = time.perf_counter()
+                try:
+                    r = await client.post(
+                        "/api/predict", files={"files": ("x.png", body, "image/png")}
+                    )
+                    latencies.append(time.perf_counter() - t)
+                    if r.status_code != 200:
+                        errors.append(f"HTTP {r.status_code}")
+                    else:
+                        labels.add(r.json()["results"][0]["label"])
+                except httpx.HTTPError as e:
+                    errors.append(type(e).__name__)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return latencies, errors, labels, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-seconds", type=float, default=300)
+    args = parser.parse_args()
+
+    import numpy as np
+    from PIL import Image
+
+    arr = np.zeros((28, 28), np.uint8)
+    arr[2:26, 8:20] = 200
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    body = buf.getvalue()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fashion_cnn",
+            "serve",
+            args.run,
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("server did not start")
+            time.sleep(0.5)
+        # warm-up, then the measured run
+        asyncio.run(hammer(url, body, 4, 200, 60))
+        rss0 = rss_kib(server.pid)
+        lat, errors, labels, wall = asyncio.run(
+            hammer(url, body, args.clients, args.requests, args.max_seconds)
+        )
+        rss1 = rss_kib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    ms = sorted(1000 * v for v in lat)
+    print(
+        f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s): "
+        f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(ms):.1f} ms, "
+        f"p99 {ms[int(0.99 * (len(ms) - 1))]:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "
+        f"server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB ({100 * (rss1 - rss0) / rss0:+.1f}%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

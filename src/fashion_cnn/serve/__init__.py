@@ -1,0 +1,1 @@
+"""The web page and HTTP API: `create_app(run_dir)` (FastAPI) over a `ClassifierService`."""

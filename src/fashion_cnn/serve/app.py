@@ -1,0 +1,166 @@
+"""FastAPI app factory: the model is loaded once in `lifespan`; routes are thin.
+
+Routes: `/` (the page), `/static/*`, `POST /api/predict`, `GET /api/health`,
+`GET /api/model`, `GET /api/samples`, and the OpenAPI docs at `/docs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from fashion_cnn.images import ImageError
+from fashion_cnn.serve.service import ClassifierService, Limits, png_data_uri
+
+log = logging.getLogger(__name__)
+STATIC = resources.files("fashion_cnn.serve") / "static"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _status_of(error: ImageError) -> int:
+    text = str(error)
+    if "megapixels" in text:
+        return 413
+    if "not an image" in text or "animated" in text:
+        return 415
+    return 422
+
+
+def _samples(n_per_class: int = 1) -> list[dict]:
+    """One test image per class, if the dataset is installed (no download)."""
+    from PIL import Image
+
+    from fashion_cnn.data import CLASS_NAMES, DataError, load_data
+
+    try:
+        data = load_data(download=False)
+    except DataError:
+        return []
+    out = []
+    for c, name in enumerate(CLASS_NAMES):
+        for i in [int(j) for j in (data.y_test == c).nonzero()[0][:n_per_class]]:
+            image = Image.fromarray(data.x_test[i, ..., 0])
+            out.append({"label": name, "index": i, "image": png_data_uri(image)})
+    return out
+
+
+def create_app(
+    run_dir: str | os.PathLike, limits: Limits | None = None, threshold: float | None = None
+) -> FastAPI:
+    """Builds the app for one run folder.
+
+    Args:
+        run_dir: a finished run folder (its model is loaded at start-up, once).
+        limits: upload limits (defaults: 10 MB a file, 40 MB a request, 16 files, 50 MP).
+        threshold: confidence below which the answer is "unsure" (default: the run's).
+    """
+    limits = limits or Limits()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.service = ClassifierService(run_dir, threshold=threshold)
+        app.state.samples = _samples()
+        log.info("model from %s loaded and warmed up", run_dir)
+        yield
+
+    app = FastAPI(
+        title="fashion-cnn",
+        description="Classify clothing photos with a Keras CNN trained on Fashion-MNIST.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        return _error(422, f"Invalid request: {exc.errors()[0].get('msg', 'bad input')}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # never a bare 500 page
+        log.exception("unexpected error")
+        return _error(500, f"Internal error ({type(exc).__name__}); the server keeps running")
+
+    @app.middleware("http")
+    async def request_size_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_request_bytes:
+            return _error(
+                413,
+                f"Request of {int(length)} bytes is larger than the "
+                f"{limits.max_request_bytes} accepted; send fewer or smaller files",
+            )
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(Path(str(STATIC / "index.html")))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/health")
+    async def health(request: Request):
+        return {"status": "ok", "model_loaded": hasattr(request.app.state, "service")}
+
+    @app.get("/api/model")
+    async def model_card(request: Request):
+        return request.app.state.service.card()
+
+    @app.get("/api/samples")
+    async def samples(request: Request):
+        return request.app.state.samples
+
+    @app.post("/api/predict")
+    def predict(
+        request: Request,
+        files: list[UploadFile] = File(..., description="one or more image files"),
+        top_k: int = Query(3, ge=1, le=10),
+        explain: bool = Query(False, description="add a Grad-CAM overlay"),
+    ):
+        """Classifies each uploaded file; a bad file gets its own error and status."""
+        service: ClassifierService = request.app.state.service
+        if len(files) > limits.max_files:
+            return _error(413, f"{len(files)} files sent, at most {limits.max_files} accepted")
+        results = []
+        for upload in files:
+            name = upload.filename or "upload"
+            data = upload.file.read(limits.max_file_bytes + 1)
+            if len(data) > limits.max_file_bytes:
+                results.append(
+                    {
+                        "file": name,
+                        "status": 413,
+                        "error": f"{name}: larger than {limits.max_file_bytes} bytes",
+                    }
+                )
+                continue
+            if not data:
+                results.append({"file": name, "status": 422, "error": f"{name}: empty file"})
+                continue
+            try:
+                results.append(service.classify(data, name, k=top_k, explain=explain))
+            except ImageError as e:
+                results.append({"file": name, "status": _status_of(e), "error": str(e)})
+        if all("error" in r for r in results):
+            first = results[0]
+            return JSONResponse({"error": first["error"], "results": results}, first["status"])
+        return {"results": results}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` with several workers: the run folder comes from
+    FASHION_CNN_RUN."""
+    run = os.environ.get("FASHION_CNN_RUN")
+    if not run:
+        raise RuntimeError("FASHION_CNN_RUN is not set: start the server with `fashion-cnn serve`")
+    return create_app(run)

@@ -1,0 +1,130 @@
+"""The classifier behind the web app: the model loaded once, warm, called directly."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
+from fashion_cnn.data import CLASS_NAMES
+from fashion_cnn.images import MAX_PIXELS, ImageError, load_image
+from fashion_cnn.predict import UNSURE, top_k
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send."""
+
+    max_file_bytes: int = 10 * 1024 * 1024
+    max_request_bytes: int = 40 * 1024 * 1024
+    max_files: int = 16
+    max_pixels: int = MAX_PIXELS
+
+
+def png_data_uri(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class ClassifierService:
+    """Loads a run's model and calibration once; classifies image bytes.
+
+    Args:
+        run_dir: a finished run folder.
+        checkpoint: "final" or "best".
+        threshold: calibrated confidence below which the answer is "unsure".
+    """
+
+    def __init__(
+        self, run_dir: str | Path, checkpoint: str = "final", threshold: float | None = None
+    ):
+        import tensorflow as tf
+
+        from fashion_cnn.io_utils import read_json
+        from fashion_cnn.runs import METRICS_FILE, load_calibration, load_run_model
+
+        self.run_dir = Path(run_dir)
+        self.model = load_run_model(self.run_dir, checkpoint)
+        calibration = load_calibration(self.run_dir) or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.threshold = float(
+            threshold if threshold is not None else calibration.get("threshold", DEFAULT_THRESHOLD)
+        )
+        config_path = self.run_dir / "config.json"
+        metrics_path = self.run_dir / METRICS_FILE
+        self.config = read_json(config_path) if config_path.exists() else {}
+        self.metrics = read_json(metrics_path) if metrics_path.exists() else {}
+        model = self.model
+        self._call = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+        )
+        self._lock = threading.Lock()  # one model call at a time: 2 cores, no oversubscription
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        for n in (1, 4):
+            self.probabilities(np.zeros((n, 28, 28), np.uint8))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for (N, 28, 28) uint8 model inputs."""
+        x = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
+        with self._lock:
+            probs = self._call(x).numpy()
+        return apply_temperature(probs, self.temperature) if self.temperature != 1.0 else probs
+
+    def classify(self, data: bytes, name: str, k: int = 3, explain: bool = False) -> dict:
+        """Classifies one uploaded file.
+
+        Raises:
+            ImageError: the bytes are not an acceptable image.
+        """
+        image = load_image(io.BytesIO(data), name=name)
+        probs = self.probabilities(image[None])[0]
+        best = int(probs.argmax())
+        unsure = float(probs[best]) < self.threshold
+        result = {
+            "file": name,
+            "label": UNSURE if unsure else CLASS_NAMES[best],
+            "confidence": float(probs[best]),
+            "unsure": unsure,
+            "predictions": top_k(probs, k),
+            "input_image": png_data_uri(Image.fromarray(image).resize((112, 112), Image.NEAREST)),
+        }
+        if explain:
+            from fashion_cnn.explain import grad_cam, overlay
+
+            with self._lock:
+                cam = grad_cam(self.model, image[None], classes=np.array([best]))[0]
+            result["gradcam_image"] = png_data_uri(overlay(image, cam, size=112))
+        return result
+
+    def card(self) -> dict:
+        """The model card: what this model is and how well it did."""
+        import keras
+        import tensorflow as tf
+
+        return {
+            "run": self.run_dir.name,
+            "recipe": self.config.get("recipe"),
+            "model": self.config.get("model"),
+            "parameters": int(self.model.count_params()),
+            "test_accuracy": self.metrics.get("test_accuracy"),
+            "tta": self.metrics.get("tta"),
+            "class_names": list(CLASS_NAMES),
+            "input": "an image file; converted to 28x28 grey, light item on black",
+            "temperature": self.temperature,
+            "unsure_threshold": self.threshold,
+            "keras_version": keras.__version__,
+            "tensorflow_version": tf.__version__,
+        }
+
+
+__all__ = ["ClassifierService", "ImageError", "Limits", "png_data_uri"]

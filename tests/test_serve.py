@@ -1,0 +1,127 @@
+"""The HTTP API and page, through FastAPI's TestClient (the model loads in lifespan)."""
+
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.serve.app import create_app
+from fashion_cnn.serve.service import Limits
+from fashion_cnn.train import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_data):
+    config = TrainConfig(
+        recipe="t", epochs=1, batch_size=64, scale=1 / 255, optimizer="adam", learning_rate=1e-3
+    )
+    return train(config, synthetic_data, tmp_path_factory.mktemp("run"), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    limits = Limits(max_file_bytes=200_000, max_request_bytes=1_000_000, max_files=4)
+    with TestClient(create_app(run, limits=limits)) as c:
+        yield c
+
+
+def png(arr=None, size=(28, 28)) -> bytes:
+    if arr is None:
+        arr = np.zeros(size[::-1], np.uint8)
+        arr[4:24, 8:20] = 200
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def post(client, *files, **params):
+    return client.post(
+        "/api/predict",
+        params=params,
+        files=[("files", (name, data, "image/png")) for name, data in files],
+    )
+
+
+def test_health_and_model_card(client):
+    assert client.get("/api/health").json() == {"status": "ok", "model_loaded": True}
+    card = client.get("/api/model").json()
+    assert card["class_names"][0] == "T-shirt/top" and card["parameters"] == 93_322
+    assert card["recipe"] == "t" and "keras_version" in card and "tensorflow_version" in card
+
+
+def test_page_and_assets_are_served_without_any_cdn(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "fashion-cnn" in page.text
+    for asset in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        assert asset.startswith("/static/"), asset
+        assert client.get(asset).status_code == 200
+    assert "http" not in client.get("/static/app.js").text
+    assert client.get("/docs").status_code == 200
+
+
+def test_predict_one_file(client):
+    r = post(client, ("shirt.png", png()), top_k=2, explain="true")
+    assert r.status_code == 200
+    (res,) = r.json()["results"]
+    assert res["file"] == "shirt.png" and len(res["predictions"]) == 2
+    assert res["input_image"].startswith("data:image/png;base64,")
+    assert res["gradcam_image"].startswith("data:image/png;base64,")
+    assert isinstance(res["unsure"], bool) and 0 <= res["confidence"] <= 1
+
+
+def test_many_files_with_per_file_errors(client):
+    r = post(client, ("a.png", png()), ("bad.png", b"nope"), ("b.png", png()))
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert [("error" in x) for x in res] == [False, True, False]
+    assert res[1]["status"] == 415
+
+
+@pytest.mark.parametrize(
+    "data, status, message",
+    [
+        (b"", 422, "empty"),
+        (b"GIF89a garbage", 415, "not an image"),
+        (png()[:60], 422, "truncated"),
+        (png(size=(10000, 6000)), 413, "megapixels"),
+        (b"x" * 300_000, 413, "larger than"),
+    ],
+)
+def test_bad_uploads_get_clear_json_errors(client, data, status, message):
+    r = post(client, ("f.png", data))
+    assert r.status_code == status
+    assert message in r.json()["error"]
+
+
+def test_request_limits(client):
+    r = post(client, *[(f"{i}.png", png()) for i in range(5)])
+    assert r.status_code == 413 and "at most 4" in r.json()["error"]
+    r = post(
+        client, *[(f"{i}.png", b"x" * 190_000) for i in range(4)] + [("big.png", b"y" * 300_000)]
+    )
+    assert r.status_code == 413
+    r = client.post("/api/predict")
+    assert r.status_code == 422 and "error" in r.json()
+    r = post(client, ("a.png", png()), top_k=99)
+    assert r.status_code == 422
+
+
+def test_concurrent_requests_all_answered_correctly(client):
+    images = [png(np.full((28, 28), v, np.uint8)) for v in (0, 90, 180, 250)]
+    expected = [post(client, ("x.png", im)).json()["results"][0]["label"] for im in images]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: post(client, ("x.png", images[i % 4])), range(32)))
+    assert all(r.status_code == 200 for r in got)
+    assert [r.json()["results"][0]["label"] for r in got] == [expected[i % 4] for i in range(32)]
+
+
+def test_still_serving_after_abuse(client):
+    post(client, ("f.png", b"\x00" * 1000))
+    post(client, ("f.png", png(size=(10000, 6000))))
+    assert post(client, ("ok.png", png())).status_code == 200
+    assert client.get("/api/health").status_code == 200
