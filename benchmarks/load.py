@@ -139,11 +139,13 @@ def main() -> None:
         server.wait(timeout=30)
 
     ms = sorted(1000 * v for v in lat)
+    p99 = ms[int(0.99 * (len(ms) - 1))]
+    growth = 100 * (rss1 - rss0) / rss0
     print(
         f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s): "
         f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(ms):.1f} ms, "
-        f"p99 {ms[int(0.99 * (len(ms) - 1))]:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "
-        f"server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB ({100 * (rss1 - rss0) / rss0:+.1f}%)"
+        f"p99 {p99:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "
+        f"server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB ({growth:+.1f}%)"
     )
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -121,9 +122,9 @@ def create_app(
     @app.post("/api/predict")
     def predict(
         request: Request,
-        files: list[UploadFile] = File(..., description="one or more image files"),
-        top_k: int = Query(3, ge=1, le=10),
-        explain: bool = Query(False, description="add a Grad-CAM overlay"),
+        files: Annotated[list[UploadFile], File(description="one or more image files")],
+        top_k: Annotated[int, Query(ge=1, le=10)] = 3,
+        explain: Annotated[bool, Query(description="add a Grad-CAM overlay")] = False,
     ):
         """Classifies each uploaded file; a bad file gets its own error and status."""
         service: ClassifierService = request.app.state.service
