@@ -153,3 +153,11 @@ def test_animated_gif_refused(tmp_path):
 def test_folder_is_an_error(tmp_path):
     with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path)
+
+
+def test_pillow_bomb_guard_gets_the_same_clear_message(tmp_path):
+    # 12000x12000 = 144 MP: past Pillow's own warning limit (89 MP), so Pillow objects while
+    # opening; the user still gets our message, not "not an image".
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(tmp_path / "bomb.png")

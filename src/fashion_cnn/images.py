@@ -62,7 +62,12 @@ def open_image(source, name: str | None = None, max_pixels: int = MAX_PIXELS) ->
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, expected an image file") from None
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(
+            f"{name}: has more pixels than the {max_pixels / 1e6:.0f} megapixels accepted "
+            f"(a decompression bomb?); scale it down first"
+        ) from None
+    except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not an image Pillow can read (empty, or not PNG/JPEG/WebP/...)"
         ) from None

@@ -31,7 +31,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _status_of(error: ImageError) -> int:
     text = str(error)
-    if "megapixels" in text:
+    if "megapixels" in text:  # refused before decoding
         return 413
     if "not an image" in text or "animated" in text:
         return 415
