@@ -78,6 +78,7 @@ def test_train_evaluate_predict_on_real_subset(real_data, tmp_path, capsys):
     assert "(flip TTA)" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--no-tta", "--no-download"]) == 0
     assert read_json(run / "metrics.json")["tta"] is False
+    assert "(flip TTA)" not in capsys.readouterr().out
 
     # predict: two real test images as PNG files, one broken file
     for i in range(2):

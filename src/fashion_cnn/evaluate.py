@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -12,10 +12,41 @@ from fashion_cnn.data import CLASS_NAMES
 EPS = 1e-7  # Keras' clipping for cross-entropy
 
 
+_FORWARD_ATTR = "_fashion_cnn_forward"
+
+
+def forward_fn(model) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's inference call, compiled once per model with `tf.function` (TensorFlow
+    backend): an eager call of a Keras model costs ~20 ms of Python per batch, the compiled
+    one well under 1 ms. Other callables are called as they are.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":
+        return lambda x: np.asarray(model(x, training=False), dtype="float32")
+    fn = getattr(model, _FORWARD_ATTR, None)
+    if fn is None:
+        import tensorflow as tf
+
+        compiled = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+        )
+
+        def fn(x):
+            return np.asarray(compiled(x), dtype="float32")
+
+        # Kept on the model (not in a dict that would keep it alive); object.__setattr__
+        # skips Keras' attribute tracking.
+        object.__setattr__(model, _FORWARD_ATTR, fn)
+    return fn
+
+
 def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
     """Class probabilities for raw 0-255 images, shape (N, 10), float32.
 
-    Calls the model directly on batches (no `model.predict` progress machinery).
+    Calls the model directly on batches (no `model.predict` progress machinery), compiled
+    once (see `forward_fn`).
 
     Args:
         model: a callable Keras model taking (B, 28, 28, 1) raw pixels.
@@ -23,13 +54,13 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = Fals
         batch_size: images per call.
         tta: average the probabilities of each image and its horizontal mirror.
     """
+    forward = forward_fn(model)
     out = []
     for i in range(0, len(x), batch_size):
-        batch = np.asarray(x[i : i + batch_size], dtype="float32")
-        probs = np.asarray(model(batch, training=False), dtype="float32")
+        batch = np.asarray(x[i : i + batch_size], dtype="float32").reshape(-1, 28, 28, 1)
+        probs = forward(batch)
         if tta:
-            mirrored = np.ascontiguousarray(batch[:, :, ::-1])
-            probs = (probs + np.asarray(model(mirrored, training=False), dtype="float32")) / 2
+            probs = (probs + forward(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
         out.append(probs)
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype="float32")

@@ -136,8 +136,9 @@ def background_field(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
     follows where a single corner colour would not.
     """
     h, w = shape
-    ty = np.linspace(0.0, 1.0, h)[:, None, None]
-    tx = np.linspace(0.0, 1.0, w)[None, :, None]
+    ty = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    tx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
+    corners = np.asarray(corners, dtype=np.float32)
     tl, tr, bl, br = corners
     top = tl * (1 - tx) + tr * tx
     bottom = bl * (1 - tx) + br * tx
@@ -159,8 +160,8 @@ def trim_box(
         The box; the whole image when nothing differs.
     """
     bg = corner_colour(rgb) if background is None else background
-    dist = np.sqrt(((rgb.astype(np.float64) - bg) ** 2).sum(axis=-1))
-    fg = dist > fuzz * 255 * np.sqrt(3)
+    diff = rgb.astype(np.float32) - np.asarray(bg, dtype=np.float32)
+    fg = np.einsum("hwc,hwc->hw", diff, diff) > (fuzz * 255) ** 2 * 3  # squared distance
     rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
     if not len(rows):
         return 0, 0, rgb.shape[1], rgb.shape[0]
@@ -212,8 +213,8 @@ def ink(gray: np.ndarray, background: np.ndarray) -> np.ndarray:
     black for a grey, coloured or gradient backdrop alike. On a dark background (a light
     item on black, as in the dataset) it is the brightness above the background.
     """
-    gray = gray.astype(np.float64)
-    bg = np.maximum(background.astype(np.float64), 1.0)
+    gray = gray.astype(np.float32)
+    bg = np.maximum(background.astype(np.float32), 1.0)
     light = bg >= 128
     out = np.where(light, 255.0 * (1.0 - gray / bg), 255.0 * (gray - bg) / np.maximum(255 - bg, 1))
     return np.clip(out, 0, 255)
@@ -233,7 +234,7 @@ def preprocess(im: Image.Image) -> np.ndarray:
     bg = background_field(rgb.shape[:2], corners)
     box = trim_box(_denoised(im, rgb), background=bg)
     left, top, right, bottom = box
-    luma = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's convert("L")
+    luma = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's convert("L")
     bg_gray = bg[top:bottom, left:right] @ luma
     item = ink(gray_in[top:bottom, left:right], bg_gray)
     small = sharpen(resize_longest(Image.fromarray(np.round(item).astype(np.uint8), "L")))

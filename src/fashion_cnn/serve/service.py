@@ -45,8 +45,7 @@ class ClassifierService:
     def __init__(
         self, run_dir: str | Path, checkpoint: str = "final", threshold: float | None = None
     ):
-        import tensorflow as tf
-
+        from fashion_cnn.evaluate import forward_fn
         from fashion_cnn.io_utils import read_json
         from fashion_cnn.runs import METRICS_FILE, load_calibration, load_run_model
 
@@ -61,11 +60,7 @@ class ClassifierService:
         metrics_path = self.run_dir / METRICS_FILE
         self.config = read_json(config_path) if config_path.exists() else {}
         self.metrics = read_json(metrics_path) if metrics_path.exists() else {}
-        model = self.model
-        self._call = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
-        )
+        self._call = forward_fn(self.model)
         self._lock = threading.Lock()  # one model call at a time: 2 cores, no oversubscription
         self.warm_up()
 
@@ -77,7 +72,7 @@ class ClassifierService:
         """Calibrated probabilities for (N, 28, 28) uint8 model inputs."""
         x = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)
         with self._lock:
-            probs = self._call(x).numpy()
+            probs = self._call(x)
         return apply_temperature(probs, self.temperature) if self.temperature != 1.0 else probs
 
     def classify(self, data: bytes, name: str, k: int = 3, explain: bool = False) -> dict:
