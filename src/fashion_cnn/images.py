@@ -24,7 +24,6 @@ like Fashion-MNIST (28x28, dark corners) passes through unchanged.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -248,14 +247,3 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         ImageError: see `open_image`.
     """
     return preprocess(open_image(source, name))
-
-
-def load_images(paths: list[str | os.PathLike]) -> list[np.ndarray | ImageError]:
-    """`load_image` for each path; a failure is returned in place, not raised."""
-    out: list[np.ndarray | ImageError] = []
-    for p in paths:
-        try:
-            out.append(load_image(p))
-        except ImageError as e:
-            out.append(e)
-    return out
