@@ -109,6 +109,23 @@ def test_train_evaluate_predict_on_real_subset(real_data, tmp_path, capsys):
     assert len(list((tmp_path / "seen").glob("*.input.png"))) == 2
     assert len(list((tmp_path / "cam").glob("*.gradcam.png"))) == 2
 
+    # export to ONNX (parity on the 10k test images), then predict through it
+    keras_labels = [r.get("label") for r in res]
+    assert main(["predict", str(run), *files, "--json", "--engine", "litert"]) == 2
+    assert "fashion-cnn export" in capsys.readouterr().err
+    assert main(["export", str(run), "--format", "onnx", "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert "parity on 10000 test images" in out and str(run / "exports" / "onnx") in out
+    assert main(["predict", str(run), *files, "--json", "--top-k", "2"]) == 1  # onnx default
+    assert [r.get("label") for r in json.loads(capsys.readouterr().out)] == keras_labels
+    assert (
+        main(["predict", str(run), files[0], "--engine", "onnx", "--explain", str(tmp_path / "c2")])
+        == 0
+    )
+    assert len(list((tmp_path / "c2").glob("*.gradcam.png"))) == 1
+    assert main(["export", str(run), "--format", "onnx", "--no-download"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
     # robustness: every shift reported, JSON and HTML written
     assert main(["robustness", str(run), "--limit", "30", "--no-download"]) == 0
     rob = read_json(run / "robustness.json")

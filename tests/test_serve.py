@@ -125,3 +125,21 @@ def test_still_serving_after_abuse(client):
     post(client, ("f.png", png(size=(10000, 6000))))
     assert post(client, ("ok.png", png())).status_code == 200
     assert client.get("/api/health").status_code == 200
+
+
+def test_serving_through_an_onnx_export_gives_the_same_answers(run, synthetic_data, client):
+    from fashion_cnn.export import export_run
+
+    export_run(run, synthetic_data, "onnx", overwrite=True)
+    files = [(f"{i}.png", png(synthetic_data.x_test[i, ..., 0])) for i in range(4)]
+    keras_results = post(client, *files, top_k=3).json()["results"]
+    assert client.get("/api/model").json()["engine"] == "keras"  # started before the export
+    with TestClient(create_app(run, engine="onnx")) as onnx_client:
+        assert onnx_client.get("/api/model").json()["engine"] == "onnx"
+        r = post(onnx_client, *files, top_k=3, explain="true")
+        assert r.status_code == 200
+        results = r.json()["results"]
+        assert [x["label"] for x in results] == [x["label"] for x in keras_results]
+        for a, b in zip(results, keras_results, strict=True):
+            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+        assert results[0]["gradcam_image"].startswith("data:image/png;base64,")

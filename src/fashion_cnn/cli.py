@@ -108,6 +108,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from fashion_cnn.engines import KerasEngine, load_engine
     from fashion_cnn.predict import predict_inputs, to_csv
     from fashion_cnn.runs import load_calibration, load_run_model
 
@@ -120,11 +121,19 @@ def cmd_predict(args) -> int:
             "Invalid value for `--threshold`: expected a float in [0, 1], "
             f"received {args.threshold}"
         )
-    model = load_run_model(args.run, args.checkpoint)
+    engine = load_engine(args.run, args.engine, args.checkpoint)
+    explain_model = None  # Grad-CAM runs on the Keras model, whatever the engine
+    if args.explain:
+        explain_model = (
+            engine.model
+            if isinstance(engine, KerasEngine)
+            else load_run_model(args.run, args.checkpoint)
+        )
+    log.debug("engine: %s", engine.name)
     calibration = load_calibration(args.run) or {}
     threshold = args.threshold if args.threshold is not None else calibration.get("threshold", 0.5)
     results = predict_inputs(
-        model,
+        engine,
         args.images,
         k=args.top_k,
         temperature=calibration.get("temperature", 1.0),
@@ -132,6 +141,7 @@ def cmd_predict(args) -> int:
         show_input=args.show_input,
         explain=args.explain,
         progress=sys.stderr.isatty() and len(args.images) > 1,
+        explain_model=explain_model,
     )
     failed = [r for r in results if "error" in r]
     if args.json:
@@ -169,22 +179,31 @@ def cmd_robustness(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from fashion_cnn.engines import default_engine, load_engine
     from fashion_cnn.runs import load_run_model
 
     load_run_model(args.run)  # fail here, with a clear message, not inside a worker
+    engine = args.engine or default_engine(args.run)
+    load_engine(args.run, engine)
     if args.workers < 1:
         raise FashionCnnError(
             f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
         )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
-    print(f"serving {args.run} on http://{args.host}:{args.port}/  (API docs at /docs)")
+    print(
+        f"serving {args.run} ({engine} engine) on http://{args.host}:{args.port}/  "
+        "(API docs at /docs)"
+    )
     if args.workers == 1:
         from fashion_cnn.serve.app import create_app
 
-        uvicorn.run(create_app(args.run), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(
+            create_app(args.run, engine=engine), host=args.host, port=args.port, log_level="warning"
+        )
     else:
         os.environ["FASHION_CNN_RUN"] = str(Path(args.run).resolve())
+        os.environ["FASHION_CNN_ENGINE"] = engine
         uvicorn.run(
             "fashion_cnn.serve.app:app_from_env",
             factory=True,
@@ -194,6 +213,39 @@ def cmd_serve(args) -> int:
             log_level="warning",
         )
     return 0
+
+
+def cmd_export(args) -> int:
+    from fashion_cnn.export import export_run
+
+    data = _load_data(args)
+    card = export_run(
+        args.run,
+        data,
+        args.format,
+        out=args.out,
+        quantize=args.quantize,
+        overwrite=args.overwrite,
+    )
+    p = card["parity"]
+    print(
+        f"parity on {p['n']} test images: max |dp| {p['max_abs_diff']:.1e}, same class "
+        f"{p['agreement']:.2%}, accuracy {p['export_accuracy']:.2%} "
+        f"(Keras float32 {p['keras_accuracy']:.2%})"
+    )
+    print(f"exported: {card['export_dir']}")
+    return 0
+
+
+def _add_engine_arg(p: argparse.ArgumentParser) -> None:
+    from fashion_cnn.engines import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        help="inference engine; onnx/litert use the run's export from `fashion-cnn export` "
+        "(default: the fastest float engine the run has)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-input", metavar="DIR", help="save the 28x28 image the model saw")
     p.add_argument("--explain", metavar="DIR", help="save a Grad-CAM overlay per prediction")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    _add_engine_arg(p)
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser(
         "robustness", help="accuracy on the test set rendered as product photos, per shift"
@@ -274,7 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="server processes")
+    _add_engine_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "export", help="SavedModel, ONNX or LiteRT export, checked against the Keras model"
+    )
+    p.add_argument("run", help="run folder written by `fashion-cnn train`")
+    p.add_argument("--format", required=True, choices=("savedmodel", "onnx", "litert"))
+    p.add_argument(
+        "--quantize", choices=("int8",), help="int8 weights and activations (onnx, litert)"
+    )
+    p.add_argument("--out", help="export folder (default: RUN/exports/FORMAT[-int8])")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

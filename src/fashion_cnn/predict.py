@@ -82,11 +82,12 @@ def predict_inputs(
     explain: str | os.PathLike | None = None,
     chunk: int = 256,
     progress: bool = False,
+    explain_model=None,
 ) -> list[dict]:
     """Classifies every input; a failing input gets an `error` and the rest go on.
 
     Args:
-        model: a Keras model taking raw 0-255 pixels.
+        model: a Keras model or an engine (`fashion_cnn.engines`) taking raw 0-255 pixels.
         inputs: files, folders (searched recursively) and `-` for stdin.
         k: how many classes to list.
         temperature: softmax temperature (from the run's calibration).
@@ -95,6 +96,8 @@ def predict_inputs(
         explain: folder to save a Grad-CAM overlay for each prediction, `<name>.gradcam.png`.
         chunk: images classified per model call.
         progress: show a progress bar on stderr.
+        explain_model: the Keras model Grad-CAM runs on when `model` is an ONNX or LiteRT
+            engine (default: `model`).
 
     Returns:
         One dict per input, in order.
@@ -139,7 +142,9 @@ def predict_inputs(
                     predictions=top_k(p, k),
                 )
             if explain:
-                _save_explanations(model, batch, probs, names, where, results, Path(explain))
+                _save_explanations(
+                    explain_model or model, batch, probs, names, where, results, Path(explain)
+                )
         if bar:
             bar.update(len(part))
     if bar:

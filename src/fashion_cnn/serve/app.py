@@ -57,7 +57,10 @@ def _samples(n_per_class: int = 1) -> list[dict]:
 
 
 def create_app(
-    run_dir: str | os.PathLike, limits: Limits | None = None, threshold: float | None = None
+    run_dir: str | os.PathLike,
+    limits: Limits | None = None,
+    threshold: float | None = None,
+    engine: str | None = None,
 ) -> FastAPI:
     """Builds the app for one run folder.
 
@@ -65,14 +68,17 @@ def create_app(
         run_dir: a finished run folder (its model is loaded at start-up, once).
         limits: upload limits (defaults: 10 MB a file, 40 MB a request, 16 files, 50 MP).
         threshold: confidence below which the answer is "unsure" (default: the run's).
+        engine: inference engine (default: the fastest float engine the run has).
     """
     limits = limits or Limits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ClassifierService(run_dir, threshold=threshold)
+        app.state.service = ClassifierService(run_dir, threshold=threshold, engine=engine)
         app.state.samples = _samples()
-        log.info("model from %s loaded and warmed up", run_dir)
+        log.info(
+            "model from %s loaded (%s engine), warmed up", run_dir, app.state.service.engine.name
+        )
         yield
 
     app = FastAPI(
@@ -160,8 +166,8 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` with several workers: the run folder comes from
-    FASHION_CNN_RUN."""
+    FASHION_CNN_RUN, the engine from FASHION_CNN_ENGINE (optional)."""
     run = os.environ.get("FASHION_CNN_RUN")
     if not run:
         raise RuntimeError("FASHION_CNN_RUN is not set: start the server with `fashion-cnn serve`")
-    return create_app(run)
+    return create_app(run, engine=os.environ.get("FASHION_CNN_ENGINE") or None)

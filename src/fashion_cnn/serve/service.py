@@ -40,17 +40,30 @@ class ClassifierService:
         run_dir: a finished run folder.
         checkpoint: "final" or "best".
         threshold: calibrated confidence below which the answer is "unsure".
+        engine: "keras", "onnx", "litert" (or their "-int8" exports); default: the fastest
+            float engine the run has (see `fashion_cnn.engines.default_engine`). Grad-CAM
+            always runs on the Keras model.
     """
 
     def __init__(
-        self, run_dir: str | Path, checkpoint: str = "final", threshold: float | None = None
+        self,
+        run_dir: str | Path,
+        checkpoint: str = "final",
+        threshold: float | None = None,
+        engine: str | None = None,
     ):
+        from fashion_cnn.engines import KerasEngine, load_engine
         from fashion_cnn.evaluate import forward_fn
         from fashion_cnn.io_utils import read_json
         from fashion_cnn.runs import METRICS_FILE, load_calibration, load_run_model
 
         self.run_dir = Path(run_dir)
-        self.model = load_run_model(self.run_dir, checkpoint)
+        self.engine = load_engine(self.run_dir, engine, checkpoint)
+        self.model = (
+            self.engine.model
+            if isinstance(self.engine, KerasEngine)
+            else load_run_model(self.run_dir, checkpoint)
+        )
         calibration = load_calibration(self.run_dir) or {}
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold = float(
@@ -60,7 +73,7 @@ class ClassifierService:
         metrics_path = self.run_dir / METRICS_FILE
         self.config = read_json(config_path) if config_path.exists() else {}
         self.metrics = read_json(metrics_path) if metrics_path.exists() else {}
-        self._call = forward_fn(self.model)
+        self._call = forward_fn(self.engine)
         self._lock = threading.Lock()  # one model call at a time: 2 cores, no oversubscription
         self.warm_up()
 
@@ -111,6 +124,7 @@ class ClassifierService:
             "recipe": self.config.get("recipe"),
             "model": self.config.get("model"),
             "parameters": int(self.model.count_params()),
+            "engine": self.engine.name,
             "test_accuracy": self.metrics.get("test_accuracy"),
             "tta": self.metrics.get("tta"),
             "class_names": list(CLASS_NAMES),

@@ -1,0 +1,197 @@
+"""Inference engines: one interface over a Keras model, an ONNX Runtime session and a LiteRT
+interpreter, so `predict`, `serve` and the benchmarks can run any export of a run.
+
+Every engine is a callable: raw 0-255 pixels (N, 28, 28, 1) float32 in, probabilities
+(N, 10) float32 out. Exports live in `RUN/exports/NAME/` (see `fashion_cnn.export`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from fashion_cnn.errors import RunError
+
+EXPORTS_DIR = "exports"
+ONNX_FILE = "model.onnx"
+LITERT_FILE = "model.tflite"
+CARD_FILE = "card.json"
+# Export folders an engine name stands for (float first), and the package each one needs.
+ENGINES = {
+    "keras": None,
+    "onnx": "onnx",
+    "onnx-int8": "onnx-int8",
+    "litert": "litert",
+    "litert-int8": "litert-int8",
+}
+RUNTIME_PACKAGE = {"onnx": "onnxruntime", "litert": "ai_edge_litert"}
+# Order in which `default_engine` picks among the float engines a run has: fastest first, as
+# measured by benchmarks/inference.py (see BENCHMARKS.md). int8 engines change answers
+# slightly, so they are used only when asked for by name.
+PREFERENCE = ("onnx", "litert", "keras")
+
+
+def _family(name: str) -> str:
+    return name.split("-")[0]
+
+
+def export_dir(run_dir: str | Path, name: str) -> Path:
+    """Where `fashion-cnn export` puts a run's export for engine `name` by default."""
+    return Path(run_dir) / EXPORTS_DIR / name
+
+
+def runtime_installed(name: str) -> bool:
+    """Whether the Python package that runs engine `name` is importable."""
+    package = RUNTIME_PACKAGE.get(_family(name))
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def _artifact(folder: Path, name: str) -> Path:
+    return folder / (ONNX_FILE if _family(name) == "onnx" else LITERT_FILE)
+
+
+def available_engines(run_dir: str | Path) -> list[str]:
+    """Engines this run can use now: keras, plus each export present whose runtime is
+    installed.
+    """
+    found = ["keras"]
+    for name in ENGINES:
+        if name != "keras" and runtime_installed(name):
+            if _artifact(export_dir(run_dir, name), name).is_file():
+                found.append(name)
+    return found
+
+
+def default_engine(run_dir: str | Path) -> str:
+    """The fastest float engine available for the run (see `PREFERENCE`)."""
+    available = available_engines(run_dir)
+    return next(name for name in PREFERENCE if name in available)
+
+
+class KerasEngine:
+    """The Keras model called directly through a compiled `tf.function` (never `predict`)."""
+
+    name = "keras"
+
+    def __init__(self, model):
+        from fashion_cnn.evaluate import forward_fn
+
+        self.model = model
+        self._call = forward_fn(model)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._call(np.asarray(x, dtype=np.float32))
+
+
+class OnnxEngine:
+    """An ONNX Runtime inference session on the CPU.
+
+    Args:
+        path: the `.onnx` file.
+        threads: intra-op threads (0: ONNX Runtime's default, one per core).
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0, name: str = "onnx"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.name = name
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run(None, {self._input: x})[0]
+
+
+class LiteRTEngine:
+    """A LiteRT (TensorFlow Lite) interpreter, resized to each new batch size.
+
+    The interpreter is not thread-safe, so calls are serialised with a lock.
+
+    Args:
+        path: the `.tflite` file.
+        threads: interpreter threads (None: LiteRT's default).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, name: str = "litert"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.name = name
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._in = self.interpreter.get_input_details()[0]["index"]
+        self._out = self.interpreter.get_output_details()[0]["index"]
+        self._batch = None
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with self._lock:
+            if x.shape[0] != self._batch:
+                self.interpreter.resize_tensor_input(self._in, list(x.shape))
+                self.interpreter.allocate_tensors()
+                self._batch = x.shape[0]
+            self.interpreter.set_tensor(self._in, x)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._out).copy()
+
+
+def open_artifact(path: str | Path, threads: int | None = None, name: str | None = None):
+    """An engine over one exported file (`.onnx` or `.tflite`).
+
+    Raises:
+        RunError: the file is missing, of an unknown kind, or its runtime is not installed.
+    """
+    path = Path(path)
+    family = {".onnx": "onnx", ".tflite": "litert"}.get(path.suffix)
+    if family is None:
+        raise RunError(f"Cannot open {path}: expected a .onnx or .tflite file.")
+    if not path.is_file():
+        raise RunError(f"Export {path} does not exist.")
+    if not runtime_installed(family):
+        raise RunError(
+            f"Cannot run {path}: the Python package {RUNTIME_PACKAGE[family]!r} is not "
+            f"installed. Install it with `pip install 'fashion-cnn[export]'`."
+        )
+    if family == "onnx":
+        return OnnxEngine(path, threads=threads or 0, name=name or family)
+    return LiteRTEngine(path, threads=threads, name=name or family)
+
+
+def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = "final"):
+    """The engine `name` for a run folder (default: `default_engine`).
+
+    Args:
+        run_dir: a finished run folder.
+        name: one of `ENGINES`, or None for the fastest float engine the run has.
+        checkpoint: the Keras checkpoint ("final" or "best"); exports are of "final".
+
+    Raises:
+        RunError: unknown engine, or the run has no such export, or its runtime is missing.
+    """
+    from fashion_cnn.runs import load_run_model
+
+    name = name or default_engine(run_dir)
+    if name not in ENGINES:
+        raise RunError(
+            f"Invalid value for `engine`: expected one of {list(ENGINES)}, received {name!r}"
+        )
+    if name == "keras":
+        return KerasEngine(load_run_model(run_dir, checkpoint))
+    folder = export_dir(run_dir, name)
+    path = _artifact(folder, name)
+    if not path.is_file():
+        fmt, _, quant = name.partition("-")
+        flag = f" --quantize {quant}" if quant else ""
+        raise RunError(
+            f"Run {run_dir} has no {name} export ({path} is missing). Create it with "
+            f"`fashion-cnn export {run_dir} --format {fmt}{flag}`."
+        )
+    return open_artifact(path, name=name)

@@ -1,0 +1,401 @@
+"""Export a run's model as a SavedModel, ONNX or LiteRT artifact that gives the same answers.
+
+Every export takes raw 0-255 pixels (N, 28, 28, 1) float32 and returns the 10 class
+probabilities: the scaling is the model's own `Rescaling` layer, so no normalisation can
+drift between training and the app. A model trained in mixed_bfloat16 is exported in
+float32 (its weights are float32 already; only the compute dtype changes).
+
+Before anything is written, the artifact is run on the test images and compared with the
+float32 Keras model (see `PARITY`); an export that fails is refused. The folder holds the
+artifact and `card.json`, and appears only complete (written beside, then renamed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashion_cnn.data import CLASS_NAMES, FILES, Dataset
+from fashion_cnn.engines import CARD_FILE, LITERT_FILE, ONNX_FILE, export_dir, open_artifact
+from fashion_cnn.errors import FashionCnnError
+from fashion_cnn.io_utils import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("savedmodel", "onnx", "litert")
+QUANTIZE = (None, "int8")
+SERVING_SIGNATURE = "serving_default"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads numbered version folders
+CALIBRATION_IMAGES = 1000  # training images used to set int8 ranges (never test images)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """What an export must match against the Keras model on the test images."""
+
+    max_abs_diff: float | None  # largest allowed |p_export - p_keras|, None: not checked
+    min_agreement: float  # fraction of images with the same predicted class
+    max_accuracy_drop: float | None  # test-accuracy points the export may lose
+
+
+PARITY = {
+    None: Parity(max_abs_diff=1e-4, min_agreement=0.999, max_accuracy_drop=None),
+    "int8": Parity(max_abs_diff=None, min_agreement=0.995, max_accuracy_drop=0.3),
+}
+
+
+class ExportError(FashionCnnError):
+    """An export could not be made, or it does not give the Keras model's answers."""
+
+
+def engine_name(fmt: str, quantize: str | None) -> str:
+    """The name of the export folder and engine, e.g. "onnx" or "litert-int8"."""
+    return f"{fmt}-{quantize}" if quantize else fmt
+
+
+def float32_clone(model):
+    """The same model computing in float32 (weights copied), for a mixed-precision model."""
+    import keras
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _signature():
+    import tensorflow as tf
+
+    return [tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)]
+
+
+def _write_savedmodel(model, folder: Path) -> Path:
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SERVING_SIGNATURE,
+        fn=lambda pixels: {OUTPUT_NAME: model(pixels, training=False)},
+        input_signature=_signature(),
+    )
+    path = folder / SAVEDMODEL_VERSION
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def _rename_onnx_io(path: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    old = graph.graph.output[0].name
+    graph.graph.output[0].name = OUTPUT_NAME
+    for node in graph.graph.node:
+        node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
+    for value in (graph.graph.input[0], graph.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+
+
+def _quantize_onnx(src: Path, dst: Path, calibration: np.ndarray) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter(np.array_split(calibration, max(1, len(calibration) // 100)))
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    prepared = src.with_name("prepared.onnx")
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],  # softmax and scaling stay float
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    prepared.unlink()
+
+
+def _write_onnx(model, folder: Path, quantize: str | None, calibration: np.ndarray) -> Path:
+    path = folder / ONNX_FILE
+    target = folder / "float.onnx" if quantize else path
+    model.export(str(target), format="onnx", verbose=False, input_signature=_signature())
+    _rename_onnx_io(target)
+    if quantize:
+        _quantize_onnx(target, path, calibration)
+        target.unlink()
+    return path
+
+
+def _write_litert(model, folder: Path, quantize: str | None, calibration: np.ndarray) -> Path:
+    path = folder / LITERT_FILE
+    kwargs = {}
+    if quantize:
+        import tensorflow as tf
+
+        def representative():
+            for i in range(len(calibration)):
+                yield [calibration[i : i + 1]]
+
+        kwargs = {
+            "optimizations": [tf.lite.Optimize.DEFAULT],
+            "representative_dataset": representative,
+        }
+    model.export(str(path), format="litert", verbose=False, input_signature=_signature(), **kwargs)
+    return path
+
+
+def _open_savedmodel(path: Path):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    fn = loaded.signatures[SERVING_SIGNATURE]
+
+    def call(x):
+        return fn(**{INPUT_NAME: tf.constant(x, tf.float32)})[OUTPUT_NAME].numpy()
+
+    return call
+
+
+def _batched(engine, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    parts = [engine(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def check_parity(
+    reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, parity: Parity
+) -> dict:
+    """Compares an export's probabilities with the Keras model's on the same images.
+
+    Returns:
+        max_abs_diff, agreement, keras_accuracy, export_accuracy, accuracy_drop (points),
+        and `failures`: a list of messages, empty when the export passes.
+    """
+    labels = np.asarray(labels).astype(int)
+    diff = float(np.abs(probs - reference).max()) if len(probs) else 0.0
+    agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
+    keras_acc = float((reference.argmax(1) == labels).mean())
+    export_acc = float((probs.argmax(1) == labels).mean())
+    drop = 100 * (keras_acc - export_acc)
+    failures = []
+    if parity.max_abs_diff is not None and diff > parity.max_abs_diff:
+        failures.append(
+            f"max |probability difference| {diff:.2e} exceeds {parity.max_abs_diff:.0e} "
+            f"({diff / parity.max_abs_diff:.1f}x the limit)"
+        )
+    if agreement < parity.min_agreement:
+        failures.append(
+            f"same predicted class on {agreement:.2%} of images, below {parity.min_agreement:.1%}"
+        )
+    if parity.max_accuracy_drop is not None and drop > parity.max_accuracy_drop:
+        failures.append(
+            f"test accuracy {export_acc:.2%} is {drop:.2f} points below the Keras model's "
+            f"{keras_acc:.2%} (at most {parity.max_accuracy_drop} allowed)"
+        )
+    return {
+        "n": int(len(labels)),
+        "max_abs_diff": diff,
+        "agreement": agreement,
+        "keras_accuracy": keras_acc,
+        "export_accuracy": export_acc,
+        "accuracy_drop_points": drop,
+        "failures": failures,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,  # the code's own commit, not user data
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions(fmt: str) -> dict:
+    import keras
+    import tensorflow as tf
+
+    versions = {"keras": keras.__version__, "tensorflow": tf.__version__}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in {"onnx": ("onnx", "onnxruntime", "tf2onnx"), "litert": ("ai-edge-litert",)}.get(
+        fmt, ()
+    ):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def model_card(run_dir: Path, fmt: str, quantize: str | None, artifact: str, parity: dict) -> dict:
+    """What the export is, how to call it and how well it does."""
+    config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
+    config = read_json(config_path) if config_path.exists() else {}
+    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    calibration_path = run_dir / "calibration.json"
+    calibration = read_json(calibration_path) if calibration_path.exists() else {}
+    return {
+        "format": fmt,
+        "quantize": quantize,
+        "artifact": artifact,
+        "run": str(run_dir),
+        "recipe": config.get("recipe"),
+        "model": config.get("model"),
+        "trained_precision": config.get("precision"),
+        "export_precision": "int8" if quantize else "float32",
+        "class_names": list(CLASS_NAMES),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [None, 28, 28, 1],
+            "dtype": "float32",
+            "range": [0, 255],
+            "meaning": "raw grey pixels, light garment on black, as in Fashion-MNIST "
+            "(no scaling needed: the model scales by itself)",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [None, 10],
+            "dtype": "float32",
+            "meaning": "class probabilities (softmax), in class_names order",
+        },
+        "serving_signature": SERVING_SIGNATURE if fmt == "savedmodel" else None,
+        "run_test_accuracy": metrics.get("test_accuracy"),
+        "run_test_accuracy_tta": metrics.get("tta"),
+        "temperature": calibration.get("temperature"),
+        "unsure_threshold": calibration.get("threshold"),
+        "parity": parity,
+        "dataset_sha256": {spec.name.removesuffix(".gz"): spec.sha256 for spec in FILES.values()},
+        "git_commit": _git_commit(),
+        "versions": _versions(fmt),
+    }
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    data: Dataset,
+    fmt: str,
+    out: str | os.PathLike | None = None,
+    quantize: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Exports a run's final model, checks it against the Keras model, writes the folder.
+
+    Args:
+        run_dir: a finished run folder.
+        data: the dataset: the test images check parity, the first training images set the
+            int8 ranges.
+        fmt: "savedmodel", "onnx" or "litert".
+        out: the export folder (default: `RUN/exports/FORMAT[-int8]`).
+        quantize: None, or "int8" (onnx and litert only).
+        overwrite: replace an existing export folder.
+
+    Returns:
+        The model card (also written as `card.json`, with the parity figures), plus
+        `export_dir`.
+
+    Raises:
+        ExportError: bad arguments, a failed conversion, or a failed parity check (then
+            nothing is written).
+    """
+    from fashion_cnn.evaluate import predict_proba
+    from fashion_cnn.runs import load_run_model
+
+    if fmt not in FORMATS:
+        raise ExportError(
+            f"Invalid value for `format`: expected one of {list(FORMATS)}, received {fmt!r}"
+        )
+    if quantize not in QUANTIZE:
+        raise ExportError(
+            f"Invalid value for `quantize`: expected 'int8' or none, received {quantize!r}"
+        )
+    if quantize and fmt == "savedmodel":
+        raise ExportError(
+            "int8 quantization is available for --format onnx and litert, not savedmodel "
+            "(TensorFlow Serving runs the float32 SavedModel)."
+        )
+    run = Path(run_dir)
+    name = engine_name(fmt, quantize)
+    out = Path(out) if out else export_dir(run, name)
+    if out.exists() and not overwrite:
+        raise ExportError(f"Export folder {out} already exists. Pass --overwrite to replace it.")
+
+    model = float32_clone(load_run_model(run))
+    x_test = np.asarray(data.x_test, np.float32).reshape(-1, 28, 28, 1)
+    calibration = np.asarray(data.x_train[:CALIBRATION_IMAGES], np.float32).reshape(-1, 28, 28, 1)
+    reference = predict_proba(model, x_test)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        try:
+            if fmt == "savedmodel":
+                path = _write_savedmodel(model, staging)
+                engine = _open_savedmodel(path)
+            else:
+                writer = _write_onnx if fmt == "onnx" else _write_litert
+                path = writer(model, staging, quantize, calibration)
+                engine = open_artifact(path, name=name)
+        except FashionCnnError:
+            raise
+        except Exception as e:  # noqa: BLE001 - converters raise anything; say which step
+            raise ExportError(f"Converting the model of {run} to {name} failed: {e}") from None
+        probs = _batched(engine, x_test)
+        parity = check_parity(reference, probs, data.y_test, PARITY[quantize])
+        if parity["failures"]:
+            raise ExportError(
+                f"The {name} export of {run} does not give the Keras model's answers on "
+                f"{parity['n']} test images: "
+                + "; ".join(parity["failures"])
+                + ". Nothing was written."
+            )
+        card = model_card(run, fmt, quantize, path.relative_to(staging).as_posix(), parity)
+        write_json(staging / CARD_FILE, card)
+        staging.chmod(0o755)
+        old = None
+        if out.exists():  # move the old export aside first: `out` is never half-written
+            old = out.with_name(f".{out.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    log.info("exported %s to %s", name, out)
+    return {**card, "export_dir": str(out)}

@@ -1,0 +1,57 @@
+"""Engines: choosing one for a run, clear errors when an export is missing."""
+
+import numpy as np
+import pytest
+
+from fashion_cnn import engines
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.engines import available_engines, default_engine, load_engine, open_artifact
+from fashion_cnn.errors import RunError
+from fashion_cnn.export import export_run
+from fashion_cnn.train import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_data):
+    config = TrainConfig(
+        recipe="t", epochs=2, batch_size=32, scale=1 / 255, optimizer="adam", learning_rate=1e-3
+    )
+    return train(config, synthetic_data, tmp_path_factory.mktemp("run"), verbose=0)
+
+
+def test_default_is_the_fastest_float_export_never_int8(run, synthetic_data):
+    assert available_engines(run) == ["keras"]
+    assert default_engine(run) == "keras"
+    export_run(run, synthetic_data, "onnx", quantize="int8")
+    assert "onnx-int8" in available_engines(run)
+    assert default_engine(run) == "keras"  # int8 changes answers: only when asked for
+    export_run(run, synthetic_data, "litert")
+    assert default_engine(run) == "litert"
+    export_run(run, synthetic_data, "onnx")
+    assert available_engines(run) == ["keras", "onnx", "onnx-int8", "litert"]
+    assert default_engine(run) == engines.PREFERENCE[0] == "onnx"
+    assert load_engine(run).name == "onnx"
+
+
+def test_missing_export_says_how_to_make_it(run):
+    with pytest.raises(RunError, match=r"fashion-cnn export .* --format litert --quantize int8"):
+        load_engine(run, "litert-int8")
+    with pytest.raises(RunError, match="Invalid value for `engine`"):
+        load_engine(run, "tensorrt")
+
+
+def test_missing_runtime_is_named(run, synthetic_data, monkeypatch):
+    export_run(run, synthetic_data, "onnx", overwrite=True)
+    monkeypatch.setattr(engines, "runtime_installed", lambda name: name == "keras")
+    with pytest.raises(RunError, match="'onnxruntime' is not installed"):
+        open_artifact(run / "exports" / "onnx" / "model.onnx")
+
+
+def test_litert_engine_handles_changing_batch_sizes(run, synthetic_data):
+    if not (run / "exports" / "litert").exists():
+        export_run(run, synthetic_data, "litert")
+    engine = load_engine(run, "litert")
+    x = synthetic_data.x_test[:9].astype("float32")
+    whole = engine(x)
+    parts = np.concatenate([engine(x[:1]), engine(x[1:5]), engine(x[5:])])
+    np.testing.assert_allclose(whole, parts, atol=1e-6)

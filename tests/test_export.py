@@ -1,0 +1,142 @@
+"""Exports: round trips with parity for each format, refusal of a broken export, the card."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fashion_cnn import export as export_mod
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.data import CLASS_NAMES, FILES
+from fashion_cnn.engines import load_engine
+from fashion_cnn.export import PARITY, ExportError, check_parity, export_run, float32_clone
+from fashion_cnn.runs import load_run_model
+from fashion_cnn.train import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_data):
+    """A small bf16-trained model (the exports must come out float32)."""
+    config = TrainConfig(
+        recipe="t",
+        epochs=2,
+        batch_size=32,
+        scale=1 / 255,
+        optimizer="adam",
+        learning_rate=1e-3,
+        precision="mixed_bfloat16",
+    )
+    return train(config, synthetic_data, tmp_path_factory.mktemp("run"), verbose=0)
+
+
+def test_float32_clone_computes_in_float32_with_the_same_weights(run):
+    model = load_run_model(run)
+    assert model.layers[1].compute_dtype == "bfloat16"
+    clone = float32_clone(model)
+    assert {layer.compute_dtype for layer in clone.layers} == {"float32"}
+    for a, b in zip(model.get_weights(), clone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fmt, quantize", [("savedmodel", None), ("onnx", None), ("litert", None)])
+def test_float_export_round_trip_matches_keras(run, synthetic_data, fmt, quantize):
+    card = export_run(run, synthetic_data, fmt, quantize=quantize)
+    p = card["parity"]
+    assert p["n"] == len(synthetic_data.y_test)
+    assert p["max_abs_diff"] <= 1e-4 and p["agreement"] >= 0.999 and not p["failures"]
+    folder = run / "exports" / fmt
+    assert card["export_dir"] == str(folder)
+    on_disk = json.loads((folder / "card.json").read_text())
+    assert on_disk["class_names"] == list(CLASS_NAMES)
+    assert on_disk["input"]["shape"] == [None, 28, 28, 1] and on_disk["input"]["range"] == [0, 255]
+    assert on_disk["export_precision"] == "float32" and on_disk["trained_precision"] == (
+        "mixed_bfloat16"
+    )
+    assert on_disk["recipe"] == "t"
+    assert on_disk["dataset_sha256"]["train-images-idx3-ubyte"] == FILES["train_images"].sha256
+    assert "git_commit" in on_disk and on_disk["versions"]["keras"]
+    assert not list(folder.parent.glob(".*"))  # no staging folder left behind
+
+
+def test_onnx_and_litert_engines_give_the_keras_answers_on_raw_pixels(run, synthetic_data):
+    x = synthetic_data.x_test[:50].astype("float32")  # raw 0-255, no scaling by the caller
+    keras_probs = load_engine(run, "keras")(x)
+    for name in ("onnx", "litert"):
+        if not (run / "exports" / name).exists():
+            export_run(run, synthetic_data, name)
+        probs = load_engine(run, name)(x)
+        assert probs.shape == (50, 10) and probs.dtype == np.float32
+        # the Keras engine computes in bf16 (as trained); the export in float32
+        assert (probs.argmax(1) == keras_probs.argmax(1)).mean() >= 0.98
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert"])
+def test_int8_export_within_its_parity_limits(run, synthetic_data, fmt):
+    card = export_run(run, synthetic_data, fmt, quantize="int8")
+    p = card["parity"]
+    assert card["export_precision"] == "int8"
+    assert p["agreement"] >= 0.995 and p["accuracy_drop_points"] <= 0.3
+    assert (run / "exports" / f"{fmt}-int8" / "card.json").is_file()
+    assert load_engine(run, f"{fmt}-int8")(synthetic_data.x_test[:4].astype("float32")).shape == (
+        4,
+        10,
+    )
+
+
+def test_broken_export_is_refused_and_nothing_is_written(
+    run, synthetic_data, tmp_path, monkeypatch
+):
+    real_writer = export_mod._write_onnx
+
+    def drifting_writer(model, folder, quantize, calibration):
+        # the classic bug: the app's export normalises differently from training
+        model.get_layer("rescale").scale = 1.0
+        return real_writer(model, folder, quantize, calibration)
+
+    monkeypatch.setattr(export_mod, "_write_onnx", drifting_writer)
+    out = tmp_path / "broken"
+    with pytest.raises(ExportError, match="does not give the Keras model's answers") as e:
+        export_run(run, synthetic_data, "onnx", out=out)
+    assert "x the limit" in str(e.value) and "Nothing was written" in str(e.value)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_existing_export_needs_overwrite(run, synthetic_data, tmp_path):
+    out = tmp_path / "e"
+    export_run(run, synthetic_data, "litert", out=out)
+    first = (out / "card.json").read_text()
+    with pytest.raises(ExportError, match="already exists. Pass --overwrite"):
+        export_run(run, synthetic_data, "litert", out=out)
+    export_run(run, synthetic_data, "litert", out=out, overwrite=True)
+    assert (out / "card.json").read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
+
+
+@pytest.mark.parametrize(
+    "fmt, quantize, message",
+    [
+        ("tflite", None, "Invalid value for `format`"),
+        ("onnx", "int4", "Invalid value for `quantize`"),
+        ("savedmodel", "int8", "available for --format onnx and litert"),
+    ],
+)
+def test_bad_export_arguments(run, synthetic_data, tmp_path, fmt, quantize, message):
+    with pytest.raises(ExportError, match=message):
+        export_run(run, synthetic_data, fmt, out=tmp_path / "x", quantize=quantize)
+
+
+def test_check_parity_thresholds():
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(10), 1000).astype("float32")
+    labels = ref.argmax(1)
+    ok = check_parity(ref, ref + 5e-5, labels, PARITY[None])
+    assert ok["failures"] == [] and ok["agreement"] == 1.0
+    bad = check_parity(ref, ref + 3e-4, labels, PARITY[None])
+    assert len(bad["failures"]) == 1 and "3.0x the limit" in bad["failures"][0]
+    flipped = ref.copy()
+    flipped[:10] = flipped[:10, ::-1]  # 1% of the answers change
+    q = check_parity(ref, flipped, labels, PARITY["int8"])
+    assert q["agreement"] == pytest.approx(0.99)
+    assert any("below 99.5%" in f for f in q["failures"])
+    assert any("points below" in f for f in q["failures"])  # 1 point > 0.3 allowed
