@@ -103,6 +103,7 @@ def predict_inputs(
         One dict per input, in order.
     """
     items = list(expand_inputs(inputs))
+    explainer = explain_model or getattr(model, "model", model)  # a KerasEngine's model
     results: list[dict] = []
     bar = None
     if progress:
@@ -142,9 +143,7 @@ def predict_inputs(
                     predictions=top_k(p, k),
                 )
             if explain:
-                _save_explanations(
-                    explain_model or model, batch, probs, names, where, results, Path(explain)
-                )
+                _save_explanations(explainer, batch, probs, names, where, results, Path(explain))
         if bar:
             bar.update(len(part))
     if bar:
