@@ -1,9 +1,10 @@
 """Bounded load test of `fashion-cnn serve` on loopback.
 
-    python benchmarks/load.py RUN [--clients 32] [--requests 5000] [--workers 1]
+    python benchmarks/load.py RUN [--clients 32] [--requests 5000] [--workers 1] [--engine E]
 
 Starts the server in its own process on a free 127.0.0.1 port, sends `--requests` POSTs of
-one 28x28 PNG from `--clients` concurrent connections (asyncio + httpx, in this process),
+one 28x28 PNG from `--clients` concurrent keep-alive connections (a minimal asyncio HTTP
+client in this process, so the load generator takes little of the shared CPU),
 checks every answer, and reports requests/s, p50/p99 latency, errors and the server's RSS
 before and after. Stops by itself; sends traffic to 127.0.0.1 only.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import socket
 import statistics
@@ -41,37 +43,70 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-async def hammer(url: str, body: bytes, clients: int, n: int, deadline_s: float):
-    import httpx
+def multipart_request(port: int, body: bytes) -> bytes:
+    """One complete HTTP/1.1 keep-alive POST of `body` as the file `x.png`."""
+    boundary = b"fashioncnnloadtest"
+    payload = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="x.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + body + b"\r\n--" + boundary + b"--\r\n"
+    )
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
+    return head + payload
 
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length")
+    )
+    return status, await reader.readexactly(length)
+
+
+async def hammer(port: int, request: bytes, clients: int, n: int, deadline_s: float):
+    """`clients` keep-alive connections send `request` until `n` are answered.
+
+    A minimal HTTP client on asyncio streams, so that the load generator, which shares the
+    machine's cores with the server, spends as little CPU as it can; every answer is still
+    parsed and checked.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     labels: set[str] = set()
     counter = iter(range(n))
     stop = time.monotonic() + deadline_s
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
-        async def worker():
+    async def worker():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
             for _ in counter:
                 if time.monotonic() > stop:
                     return
                 t = time.perf_counter()
                 try:
-                    r = await client.post(
-                        "/api/predict", files={"files": ("x.png", body, "image/png")}
-                    )
+                    writer.write(request)
+                    status, body = await read_response(reader)
                     latencies.append(time.perf_counter() - t)
-                    if r.status_code != 200:
-                        errors.append(f"HTTP {r.status_code}")
+                    if status != 200:
+                        errors.append(f"HTTP {status}")
                     else:
-                        labels.add(r.json()["results"][0]["label"])
-                except httpx.HTTPError as e:
+                        labels.add(json.loads(body)["results"][0]["label"])
+                except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
                     errors.append(type(e).__name__)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    wall = time.perf_counter() - t0
     return latencies, errors, labels, wall
 
 
@@ -81,6 +116,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--engine", help="serve's --engine (default: serve's default)")
     parser.add_argument("--max-seconds", type=float, default=300)
     args = parser.parse_args()
 
@@ -109,6 +145,7 @@ def main() -> None:
             str(port),
             "--workers",
             str(args.workers),
+            *(["--engine", args.engine] if args.engine else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -127,11 +164,17 @@ def main() -> None:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("server did not start")
             time.sleep(0.5)
-        # warm-up, then the measured run
-        asyncio.run(hammer(url, body, 4, 200, 60))
+        request = multipart_request(port, body)
+        try:
+            import uvloop  # the fastest event loop for the client too, when installed
+
+            run = uvloop.run
+        except ImportError:
+            run = asyncio.run
+        run(hammer(port, request, 4, 200, 60))  # warm-up
         rss0 = rss_kib(server.pid)
-        lat, errors, labels, wall = asyncio.run(
-            hammer(url, body, args.clients, args.requests, args.max_seconds)
+        lat, errors, labels, wall = run(
+            hammer(port, request, args.clients, args.requests, args.max_seconds)
         )
         rss1 = rss_kib(server.pid)
     finally:
@@ -142,7 +185,8 @@ def main() -> None:
     p99 = ms[int(0.99 * (len(ms) - 1))]
     growth = 100 * (rss1 - rss0) / rss0
     print(
-        f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s): "
+        f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s), "
+        f"engine {args.engine or 'default'}: "
         f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(ms):.1f} ms, "
         f"p99 {p99:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "
         f"server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB ({growth:+.1f}%)"

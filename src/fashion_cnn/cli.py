@@ -74,16 +74,55 @@ def _resolve_config(args):
     )
 
 
+def _make_strategy(args):
+    """The `tf.distribute` strategy of `--strategy` (None: the default, one process)."""
+    if args.strategy == "none":
+        if args.workers or args.rank is not None:
+            raise FashionCnnError("--workers and --rank need --strategy multiworker")
+        return None
+    import tensorflow as tf
+
+    if args.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if args.workers:
+        hosts = [h.strip() for h in args.workers.split(",") if h.strip()]
+        for h in hosts:
+            _host_port(h, "--workers")
+        if args.rank is None or not 0 <= args.rank < len(hosts):
+            raise FashionCnnError(
+                f"Invalid value for `--rank`: expected an integer in [0, {len(hosts) - 1}] "
+                f"(this worker's position in --workers), received {args.rank}"
+            )
+        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": args.rank}}
+        os.environ["TF_CONFIG"] = json.dumps(tf_config)
+    elif "TF_CONFIG" not in os.environ:
+        raise FashionCnnError(
+            "--strategy multiworker needs the cluster: set TF_CONFIG, or pass "
+            "--workers host1:port,host2:port and --rank N"
+        )
+    try:
+        cluster = json.loads(os.environ["TF_CONFIG"])
+        n_workers = len(cluster["cluster"].get("worker", [])) + len(
+            cluster["cluster"].get("chief", [])
+        )
+        task = cluster["task"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise FashionCnnError(f"TF_CONFIG is not a valid cluster description: {e}") from None
+    log.info("multi-worker training: %s %s of %d", task.get("type"), task.get("index"), n_workers)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def cmd_train(args) -> int:
     from fashion_cnn.train import train
 
     config = _resolve_config(args)
     out = Path(args.out or f"runs/{config.recipe}-seed{config.seed}")
+    strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
     log.info("training %s into %s", json.dumps(config.to_dict()), out)
     verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
     try:
-        train(config, data, out, verbose=verbose, overwrite=args.overwrite)
+        train(config, data, out, verbose=verbose, overwrite=args.overwrite, strategy=strategy)
     except KeyboardInterrupt:
         log.error("interrupted. Run the same command again to resume from the last finished epoch.")
         return 130
@@ -237,6 +276,82 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _host_port(text: str, flag: str) -> tuple[str, str]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FashionCnnError(
+            f"Invalid value for `{flag}`: expected HOST:PORT such as 10.0.0.5:8100, "
+            f"received {text!r}"
+        )
+    return host, port
+
+
+def cmd_tune(args) -> int:
+    import socket
+
+    from fashion_cnn.tuning import TuneOptions, load_space, search
+
+    space = load_space(_space_path(args.space))
+    options = TuneOptions(
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        budget_minutes=args.budget_minutes,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    ).validate()
+    role = "local"
+    if args.chief or args.worker:
+        host, port = _host_port(args.chief or args.worker, "--chief" if args.chief else "--worker")
+        role = "chief" if args.chief else "worker"
+        tuner_id = (
+            "chief"
+            if args.chief
+            else (args.tuner_id or f"worker-{socket.gethostname()}-{os.getpid()}")
+        )
+        # KerasTuner's distributed mode is configured by these variables.
+        os.environ.update(
+            KERASTUNER_TUNER_ID=tuner_id,
+            KERASTUNER_ORACLE_IP=host,
+            KERASTUNER_ORACLE_PORT=port,
+        )
+        log.info("distributed search: %s %s, oracle at %s:%s", role, tuner_id, host, port)
+    data = None if role == "chief" else _load_data(args)
+    try:
+        summary = search(space, data, args.out, options)
+    except KeyboardInterrupt:
+        log.error("interrupted. Run the same command again to continue the search.")
+        return 130
+    if role == "worker":
+        print(f"worker {summary['tuner_id']} done")
+        return 0
+    best = summary["best"]
+    print(f"{summary['completed']} trials completed in {args.out}")
+    if best:
+        print(
+            f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}, "
+            f"{best['values']}"
+        )
+        print(f"recipe: {best['recipe_file']}  (fashion-cnn train --config {best['recipe_file']})")
+    print(f"report: {Path(args.out) / 'tune_report.html'}")
+    return 0
+
+
+def _space_path(space: str) -> Path:
+    """A search-space file, or the name of one shipped with the package."""
+    from importlib import resources
+
+    path = Path(space)
+    if path.exists() or path.suffix:
+        return path
+    shipped = resources.files("fashion_cnn") / "spaces" / f"{space}.toml"
+    if not shipped.is_file():
+        raise FashionCnnError(
+            f"Invalid value for `--space`: {space!r} is neither a file nor a shipped space "
+            "(shipped: default)"
+        )
+    return Path(str(shipped))
+
+
 def _add_engine_arg(p: argparse.ArgumentParser) -> None:
     from fashion_cnn.engines import ENGINES
 
@@ -273,6 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="float32 or mixed_bfloat16")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in --out")
+    p.add_argument(
+        "--strategy",
+        choices=("none", "mirrored", "multiworker"),
+        default="none",
+        help="tf.distribute: mirrored (local devices) or multiworker (TF_CONFIG or --workers)",
+    )
+    p.add_argument(
+        "--workers", metavar="HOST:PORT,...", help="all workers of a multiworker run, in order"
+    )
+    p.add_argument("--rank", type=int, help="this process's position in --workers")
     p.add_argument(
         "--verbosity",
         type=int,
@@ -329,6 +454,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="server processes")
     _add_engine_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tune", help="hyperparameter search with KerasTuner (resumable)")
+    p.add_argument("--space", default="default", help="search-space file, or a shipped one")
+    p.add_argument("--tuner", default="bayesian", choices=("hyperband", "bayesian", "random"))
+    p.add_argument("--max-trials", type=int, default=20)
+    p.add_argument("--budget-minutes", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the search")
+    p.add_argument("--out", default="runs/tune", help="search folder (default: runs/tune)")
+    p.add_argument("--overwrite", action="store_true", help="discard a previous search in --out")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--chief", metavar="HOST:PORT", help="serve the oracle for workers here")
+    role.add_argument("--worker", metavar="HOST:PORT", help="run trials from the chief there")
+    p.add_argument("--tuner-id", help="this worker's unique name (default: worker-HOST-PID)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "export", help="SavedModel, ONNX or LiteRT export, checked against the Keras model"

@@ -230,3 +230,19 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
     from fashion_cnn.io_utils import write_json
 
     write_json(path, config.to_dict())
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The config as a flat TOML recipe that `load_config` reads back (None values left out)."""
+    lines = []
+    for key, value in config.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = json.dumps(value)  # a TOML basic string for what we store
+        else:
+            text = repr(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ the checkpoint holds the optimizer state. Every file is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -187,6 +188,16 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
         )
 
 
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run folder: always, except on the non-chief workers
+    of a multi-worker strategy (worker 0 is the chief when TF_CONFIG names none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
 def configure_backend(config: TrainConfig) -> None:
     """Seeds everything and makes TensorFlow ops deterministic (bit-for-bit repeatable runs)."""
     keras.utils.set_random_seed(config.seed)
@@ -201,6 +212,7 @@ def train(
     verbose: int | str = "auto",
     overwrite: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> Path:
     """Trains `config` on `data` into the run folder `out_dir`, resuming if possible.
 
@@ -211,15 +223,33 @@ def train(
         verbose: Keras' fit verbosity (1 = progress bar, 2 = a line per epoch).
         overwrite: discard an existing run in `out_dir` instead of resuming it.
         callbacks: extra Keras callbacks (after the checkpointer).
+        strategy: a `tf.distribute` strategy (e.g. `MultiWorkerMirroredStrategy`): the model
+            is built under its scope and each step's global batch is split across its
+            replicas. Every worker calls `train` with the same arguments; only the chief
+            writes `out_dir`, the others write to a temporary folder that is removed.
 
     Returns:
         The run folder.
 
     Raises:
-        RunError: `out_dir` holds a run with a different config.
+        RunError: `out_dir` holds a run with a different config, or an unfinished
+            multi-worker run (those cannot resume).
     """
     config.validate()
-    out = Path(out_dir)
+    if strategy is not None and not is_chief(strategy):
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="fashion-cnn-worker-"))
+        try:
+            _train(config, data, scratch, verbose, True, callbacks, strategy)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return Path(out_dir)
+    return _train(config, data, Path(out_dir), verbose, overwrite, callbacks, strategy)
+
+
+def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> Path:
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     out.mkdir(parents=True, exist_ok=True)
     _check_run_folder(out, config, overwrite)
     state_path = out / STATE_FILE
@@ -230,6 +260,11 @@ def train(
     ):
         log.info("run %s is already complete; nothing to do", out)
         return out
+    if distributed and state_path.exists():
+        raise RunError(
+            f"Run folder {out} holds an unfinished run; multi-worker training cannot resume "
+            f"one (the workers' states would differ). Pass --overwrite to start it again."
+        )
     save_config(config, out / CONFIG_FILE)
 
     x, y = data.x_train, data.y_train
@@ -242,19 +277,23 @@ def train(
     try:
         configure_backend(config)
         state = read_json(state_path) if state_path.exists() else None
-        if state and state.get("checkpoint") and (out / state["checkpoint"]).exists():
-            model = keras.models.load_model(out / state["checkpoint"])
-            log.info("resuming %s from epoch %d", out, state["epoch"])
-        else:
-            state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
-            model = build_model(config.model, scale=config.scale, width=config.width)
-            total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
-            model.compile(
-                optimizer=make_optimizer(config, total_steps),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                metrics=["accuracy"],
-                jit_compile=config.jit_compile,
-            )
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            if state and state.get("checkpoint") and (out / state["checkpoint"]).exists():
+                model = keras.models.load_model(out / state["checkpoint"])
+                log.info("resuming %s from epoch %d", out, state["epoch"])
+            else:
+                state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
+                model = build_model(config.model, scale=config.scale, width=config.width)
+                total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
+                model.compile(
+                    optimizer=make_optimizer(config, total_steps),
+                    loss=keras.losses.CategoricalCrossentropy(
+                        label_smoothing=config.label_smoothing
+                    ),
+                    metrics=["accuracy"],
+                    jit_compile=config.jit_compile,
+                )
         first_epoch = state["epoch"]
         if first_epoch < config.epochs:
             ds, steps = epoch_batches(
@@ -290,6 +329,7 @@ def train(
         history["best_epoch"] = state["best_epoch"]
         history["train_images"] = int(len(x_tr))
         history["val_images"] = int(len(x_val))
+        history["replicas"] = int(strategy.num_replicas_in_sync) if strategy is not None else 1
         write_json(out / HISTORY_FILE, history)
         state["finished"] = True
         write_json(state_path, state)

@@ -104,7 +104,7 @@ class ClassifierService:
             "confidence": float(probs[best]),
             "unsure": unsure,
             "predictions": top_k(probs, k),
-            "input_image": png_data_uri(Image.fromarray(image).resize((112, 112), Image.NEAREST)),
+            "input_image": png_data_uri(Image.fromarray(image)),  # 28x28; the page scales it
         }
         if explain:
             from fashion_cnn.explain import grad_cam, overlay

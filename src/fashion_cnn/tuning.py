@@ -1,0 +1,441 @@
+"""Hyperparameter search with KerasTuner: a search space file over `TrainConfig` keys, trials
+trained by `train()` and scored on the validation split only.
+
+A search-space file (TOML or JSON) names a base recipe, optional fixed overrides, and one
+table per tuned key:
+
+    recipe = "fast"            # the base recipe; trials change only what is listed below
+    [fixed]
+    epochs = 6
+    [hyperparameters]
+    width = { choice = [1, 2] }
+    learning_rate = { min = 0.02, max = 0.3, log = true }
+    translate = { min = 0, max = 3 }             # integers: an Int range
+    label_smoothing = { min = 0.0, max = 0.2, step = 0.05 }
+
+Distributed search uses KerasTuner's own mode: one chief process holds the oracle and
+workers ask it for trials (environment KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP,
+KERASTUNER_ORACLE_PORT, set by the CLI from `--chief` / `--worker`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fashion_cnn.config import TrainConfig, load_recipe, tomllib
+from fashion_cnn.data import Dataset
+from fashion_cnn.errors import ConfigError, RunError
+from fashion_cnn.io_utils import read_json, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+TUNERS = ("hyperband", "bayesian", "random")
+OBJECTIVE = "val_accuracy"
+SPACE_FILE = "space.json"
+STATE_FILE = "tune_state.json"
+BEST_RECIPE = "best_recipe.toml"
+REPORT_FILE = "tune_report.html"
+PROJECT = "search"  # KerasTuner's project folder inside --out
+
+
+@dataclass
+class SearchSpace:
+    """A parsed search-space file."""
+
+    recipe: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, dict] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """A fingerprint of the space, to detect a changed file on resume."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _check_hp(name: str, spec: Any, source: str) -> dict:
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    if name not in keys:
+        raise ConfigError(
+            f"Unknown key {name!r} in [hyperparameters] of {source}; tunable keys: "
+            f"{sorted(keys - {'recipe', 'train_subset'})}"
+        )
+    if not isinstance(spec, dict):
+        raise ConfigError(
+            f"Invalid value for hyperparameter `{name}` in {source}: expected a table such as "
+            f"{{ choice = [1, 2] }} or {{ min = 0.01, max = 0.3, log = true }}, received {spec!r}"
+        )
+    if "choice" in spec:
+        if not isinstance(spec["choice"], list) or not spec["choice"]:
+            raise ConfigError(
+                f"Invalid value for `{name}.choice` in {source}: expected a non-empty list, "
+                f"received {spec['choice']!r}"
+            )
+        return spec
+    if "min" in spec and "max" in spec:
+        lo, hi = spec["min"], spec["max"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
+            raise ConfigError(
+                f"Invalid value for `{name}.min/max` in {source}: expected numbers, "
+                f"received {lo!r} and {hi!r}"
+            )
+        if not lo < hi:
+            raise ConfigError(
+                f"Invalid value for `{name}` in {source}: expected min < max, received "
+                f"min={lo!r}, max={hi!r}"
+            )
+        if spec.get("log") and lo <= 0:
+            raise ConfigError(
+                f"Invalid value for `{name}.min` in {source}: a log range needs min > 0, "
+                f"received {lo!r}"
+            )
+        return spec
+    raise ConfigError(
+        f"Invalid value for hyperparameter `{name}` in {source}: expected `choice = [...]` or "
+        f"`min` and `max`, received keys {sorted(spec)}"
+    )
+
+
+def load_space(path: str | os.PathLike) -> SearchSpace:
+    """Reads and checks a search-space file.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, or a malformed range.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+        values = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except OSError as e:
+        raise ConfigError(f"Cannot read search space {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"Search space {path} is not valid TOML/JSON: {e}") from None
+    unknown = sorted(set(values) - {"recipe", "fixed", "hyperparameters"})
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {unknown} in {path}; expected recipe, [fixed], [hyperparameters]"
+        )
+    space = SearchSpace(
+        recipe=values.get("recipe", "fast"),
+        fixed=dict(values.get("fixed", {})),
+        hyperparameters={
+            k: _check_hp(k, v, str(path)) for k, v in values.get("hyperparameters", {}).items()
+        },
+    )
+    if not space.hyperparameters:
+        raise ConfigError(f"Search space {path} has no [hyperparameters] to tune")
+    base_config(space, {})  # unknown fixed keys or bad values fail now, not in a trial
+    return space
+
+
+def base_config(space: SearchSpace, values: dict) -> TrainConfig:
+    """The base recipe with the fixed overrides and one trial's values applied."""
+    config = load_recipe(space.recipe)
+    merged = {**config.to_dict(), **space.fixed, **values, "recipe": f"{space.recipe}-tuned"}
+    return TrainConfig.from_dict(merged, source="the search space")
+
+
+def declare(hp, space: SearchSpace) -> dict:
+    """Declares the space's hyperparameters on a KerasTuner `HyperParameters`; returns the
+    values of this trial."""
+    values = {}
+    for name, spec in space.hyperparameters.items():
+        if "choice" in spec:
+            values[name] = hp.Choice(name, spec["choice"])
+        elif all(isinstance(spec[k], int) for k in ("min", "max")) and not isinstance(
+            spec.get("step", 1), float
+        ):
+            values[name] = hp.Int(
+                name,
+                spec["min"],
+                spec["max"],
+                step=spec.get("step"),
+                sampling="log" if spec.get("log") else "linear",
+            )
+        else:
+            values[name] = hp.Float(
+                name,
+                float(spec["min"]),
+                float(spec["max"]),
+                step=spec.get("step"),
+                sampling="log" if spec.get("log") else "linear",
+            )
+    return values
+
+
+@dataclass
+class TuneOptions:
+    """How to search (everything but the space)."""
+
+    tuner: str = "random"
+    max_trials: int = 20
+    budget_minutes: float = 60.0
+    seed: int = 0
+    overwrite: bool = False
+
+    def validate(self) -> TuneOptions:
+        if self.tuner not in TUNERS:
+            raise ConfigError(
+                f"Invalid value for `--tuner`: expected one of {list(TUNERS)}, "
+                f"received {self.tuner!r}"
+            )
+        if not isinstance(self.max_trials, int) or self.max_trials < 1:
+            raise ConfigError(
+                f"Invalid value for `--max-trials`: expected an integer >= 1, "
+                f"received {self.max_trials!r}"
+            )
+        if not self.budget_minutes > 0:
+            raise ConfigError(
+                f"Invalid value for `--budget-minutes`: expected a number > 0, "
+                f"received {self.budget_minutes!r}"
+            )
+        return self
+
+
+def _budgeted(oracle_cls):
+    """`oracle_cls` that also stops handing out trials after `max_trials` trials or when
+    the time budget is spent (KerasTuner's Hyperband has no trial cap, none has a clock)."""
+
+    class Budgeted(oracle_cls):
+        def populate_space(self, trial_id):
+            import keras_tuner as kt
+
+            if len(self.trials) >= self.fc_max_trials or time.monotonic() > self.fc_deadline:
+                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+            return super().populate_space(trial_id)
+
+    Budgeted.__name__ = f"Budgeted{oracle_cls.__name__}"
+    return Budgeted
+
+
+def make_oracle(space: SearchSpace, options: TuneOptions, deadline: float):
+    """The KerasTuner oracle for `options.tuner`, seeded, scored on validation accuracy."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    declare(hp, space)
+    objective = kt.Objective(OBJECTIVE, direction="max")
+    common = {"objective": objective, "seed": options.seed, "hyperparameters": hp}
+    common["allow_new_entries"] = False
+    if options.tuner == "hyperband":
+        epochs = base_config(space, {}).epochs
+        oracle = _budgeted(kt.oracles.HyperbandOracle)(max_epochs=epochs, factor=3, **common)
+    elif options.tuner == "bayesian":
+        oracle = _budgeted(kt.oracles.BayesianOptimizationOracle)(
+            max_trials=options.max_trials, **common
+        )
+    else:
+        oracle = _budgeted(kt.oracles.RandomSearchOracle)(max_trials=options.max_trials, **common)
+    oracle.fc_max_trials = options.max_trials
+    oracle.fc_deadline = deadline
+    return oracle
+
+
+def trial_config(space: SearchSpace, hp) -> TrainConfig:
+    """The training config of one trial (Hyperband's `tuner/epochs` sets the epochs)."""
+    values = {name: hp.get(name) for name in space.hyperparameters}
+    if "tuner/epochs" in hp.values:
+        values["epochs"] = int(hp.values["tuner/epochs"])
+    return base_config(space, values)
+
+
+def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: float):
+    """A KerasTuner tuner whose trials are `train()` runs in `out/trials/ID`."""
+    import keras_tuner as kt
+
+    from fashion_cnn.train import train
+
+    class TrainTuner(kt.engine.base_tuner.BaseTuner):
+        def run_trial(self, trial, data: Dataset):
+            config = trial_config(space, trial.hyperparameters)
+            run = out / "trials" / trial.trial_id
+            run.mkdir(parents=True, exist_ok=True)
+            write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
+            train(config, data, run, verbose=0, overwrite=True)
+            history = read_json(run / "history.json")
+            if not history.get("val_accuracy"):
+                raise RunError("a search needs a validation split: set val_fraction > 0")
+            return {
+                OBJECTIVE: float(history["val_accuracy"][-1]),  # the final model's
+                "train_seconds": float(sum(history["epoch_seconds"])),
+                "epochs": float(config.epochs),
+            }
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            _progress(self.oracle, options, deadline, self.tuner_id)
+
+    return TrainTuner(
+        oracle=make_oracle(space, options, deadline),
+        directory=str(out),
+        project_name=PROJECT,
+        overwrite=options.overwrite,
+    )
+
+
+def _progress(oracle, options: TuneOptions, deadline: float, who: str) -> None:
+    best = oracle.get_best_trials(1)
+    best_text = (
+        f"best val {best[0].score:.4f} (trial {best[0].trial_id})"
+        if best and best[0].score is not None
+        else "no result yet"
+    )
+    done = len(getattr(oracle, "trials", {})) or "?"
+    left = max(0.0, deadline - time.monotonic()) / 60
+    log.info(
+        "[%s] trials %s/%d, %s, %.1f min of budget left",
+        who,
+        done,
+        options.max_trials,
+        best_text,
+        left,
+    )
+
+
+def _check_out(out: Path, space: SearchSpace, options: TuneOptions) -> float:
+    """Checks `out` against the space; returns the budget seconds already used there."""
+    state_path = out / STATE_FILE
+    if options.overwrite and out.exists():
+        for name in (SPACE_FILE, STATE_FILE, BEST_RECIPE, REPORT_FILE, "results.json"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "trials", ignore_errors=True)
+        return 0.0
+    if (out / SPACE_FILE).exists():
+        saved = read_json(out / SPACE_FILE)
+        if saved.get("digest") != space.digest():
+            raise RunError(
+                f"The search space differs from the one {out} was started with (saved: "
+                f"{saved.get('space')}). KerasTuner would silently keep the old space: use "
+                f"another --out, or pass --overwrite to start a fresh search."
+            )
+    if state_path.exists():
+        return float(read_json(state_path).get("elapsed_s", 0.0))
+    return 0.0
+
+
+def search(
+    space: SearchSpace,
+    data: Dataset | None,
+    out_dir: str | os.PathLike,
+    options: TuneOptions,
+) -> dict:
+    """Runs (or resumes) a search; in distributed mode, this process's part of it.
+
+    Args:
+        space: the search space.
+        data: the dataset (None on a distributed chief, which trains nothing).
+        out_dir: the search folder: KerasTuner's state, one run folder per trial, and at
+            the end `best_recipe.toml`, `results.json` and `tune_report.html`.
+        options: tuner, trial cap, time budget, seed, overwrite.
+
+    Returns:
+        The summary (see `summarize`); on a distributed worker only {"role": "worker"}.
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    options.validate()
+    out = Path(out_dir)
+    is_worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+    used = 0.0 if is_worker else _check_out(out, space, options)
+    out.mkdir(parents=True, exist_ok=True)
+    if not is_worker:
+        write_json(out / SPACE_FILE, {"digest": space.digest(), "space": space.to_dict()})
+    start = time.monotonic()
+    deadline = start + options.budget_minutes * 60 - used
+    tuner = make_tuner(space, options, out, deadline)
+
+    def save_elapsed():
+        write_json(out / STATE_FILE, {"elapsed_s": used + time.monotonic() - start})
+
+    if dist_utils.is_chief_oracle():
+        import threading
+
+        stop = threading.Event()
+
+        def monitor():  # the chief only serves the oracle; report progress meanwhile
+            seen = -1
+            while not stop.wait(5):
+                save_elapsed()
+                done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+                if done != seen:
+                    seen = done
+                    _progress(tuner.oracle, options, deadline, "chief")
+
+        thread = threading.Thread(target=monitor, daemon=True)
+        thread.start()
+        try:
+            tuner.search(data)
+        finally:
+            stop.set()
+            save_elapsed()
+    else:
+        try:
+            tuner.search(data)
+        finally:
+            if not is_worker:
+                save_elapsed()
+    if is_worker:
+        return {"role": "worker", "tuner_id": tuner.tuner_id}
+    return summarize(tuner.oracle, space, out)
+
+
+def _ran_by(run: Path) -> str | None:
+    path = run / "tuner_id.txt"
+    return path.read_text() if path.exists() else None  # absent: on another machine
+
+
+def summarize(oracle, space: SearchSpace, out: Path) -> dict:
+    """Writes `results.json`, `best_recipe.toml` and `tune_report.html` from the oracle's
+    trials; returns the summary."""
+    from fashion_cnn.config import to_toml
+    from fashion_cnn.tune_report import render_tune_html
+
+    trials = []
+    for trial_id, trial in sorted(oracle.trials.items()):
+        metrics = {
+            name: trial.metrics.get_last_value(name)
+            for name in (OBJECTIVE, "train_seconds", "epochs")
+            if trial.metrics.exists(name)
+        }
+        trials.append(
+            {
+                "trial": trial_id,
+                "status": str(trial.status),
+                "values": {k: trial.hyperparameters.values.get(k) for k in space.hyperparameters},
+                "epochs": metrics.get("epochs"),
+                "val_accuracy": metrics.get(OBJECTIVE),
+                "train_seconds": metrics.get("train_seconds"),
+                "ran_by": _ran_by(out / "trials" / trial_id),
+            }
+        )
+    done = [t for t in trials if t["val_accuracy"] is not None]
+    summary = {"trials": trials, "completed": len(done), "best": None}
+    if done:
+        best = max(done, key=lambda t: t["val_accuracy"])
+        values = dict(best["values"])
+        if best["epochs"] is not None:
+            values["epochs"] = int(best["epochs"])
+        config = base_config(space, values)
+        write_text(
+            out / BEST_RECIPE,
+            f"# best of {len(done)} trials in {out} (validation accuracy "
+            f"{best['val_accuracy']:.4f}, trial {best['trial']})\n" + to_toml(config),
+        )
+        summary["best"] = {
+            **best,
+            "config": config.to_dict(),
+            "recipe_file": str(out / BEST_RECIPE),
+        }
+    write_json(out / "results.json", summary)
+    write_text(out / REPORT_FILE, render_tune_html(summary, space))
+    return summary

@@ -1,0 +1,92 @@
+"""Multi-worker training with tf.distribute: two worker processes on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from fashion_cnn.cli import main
+from fashion_cnn.io_utils import read_json
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.realdata
+def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
+    hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    out = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "fashion_cnn", "train", "--recipe", "seed", "--epochs", "2",
+        "--train-subset", "4000", "--precision", "float32", "--verbosity", "2",
+        "--strategy", "multiworker", "--workers", hosts, "--out", str(out), "--no-download",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_CONFIG", None)
+    procs = [
+        subprocess.Popen([*argv, "--rank", str(rank)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for rank in range(2)
+    ]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], logs
+    for rank, log in enumerate(logs):
+        assert f"multi-worker training: worker {rank} of 2" in log, log
+    # one run folder, in the single-machine format, written by the chief (worker 0) only
+    history = read_json(out / "history.json")
+    assert history["replicas"] == 2 and len(history["val_accuracy"]) == 2
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json", "model.keras", "best.keras", "history.json", "calibration.json"
+    }  # fmt: skip
+    assert main(["evaluate", str(out), "--no-download"]) == 0
+    assert read_json(out / "metrics.json")["test_accuracy"] > 0.5  # chance is 0.1
+
+
+def test_multiworker_needs_a_cluster(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    argv = ["train", "--strategy", "multiworker", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "set TF_CONFIG, or pass" in capsys.readouterr().err
+    assert main([*argv, "--workers", "127.0.0.1:1,127.0.0.1:2", "--rank", "2"]) == 2
+    assert "Invalid value for `--rank`" in capsys.readouterr().err
+    assert main([*argv, "--workers", "localhost", "--rank", "0"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert main(argv) == 2
+    assert "TF_CONFIG is not a valid cluster description" in capsys.readouterr().err
+    assert main(["train", "--rank", "1"]) == 2
+    assert "need --strategy multiworker" in capsys.readouterr().err
+
+
+def test_tf_config_is_built_from_workers(monkeypatch):
+    from fashion_cnn import cli
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    made = []
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", lambda: made.append(1))
+    args = cli.build_parser().parse_args(
+        ["train", "--strategy", "multiworker", "--workers", "a:1,b:2", "--rank", "1"]
+    )
+    cli._make_strategy(args)
+    assert json.loads(os.environ["TF_CONFIG"]) == {
+        "cluster": {"worker": ["a:1", "b:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    assert made == [1]

@@ -1,0 +1,144 @@
+"""Hyperparameter search: space files, a small local search, resume, changed space, and a
+distributed search with one chief and two workers on 127.0.0.1."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from fashion_cnn.config import load_config
+from fashion_cnn.errors import ConfigError, RunError
+from fashion_cnn.io_utils import read_json
+from fashion_cnn.tuning import TuneOptions, load_space, search
+
+TINY = """
+recipe = "seed"
+[fixed]
+epochs = 1
+train_subset = 1500
+batch_size = 128
+[hyperparameters]
+learning_rate = { min = 1e-4, max = 3e-3, log = true }
+optimizer = { choice = ["rmsprop", "adam"] }
+"""
+
+
+def write_space(tmp_path, text=TINY, name="space.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_default_space_loads():
+    from fashion_cnn.cli import _space_path
+
+    space = load_space(_space_path("default"))
+    assert space.recipe == "fast" and "learning_rate" in space.hyperparameters
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "[hyperparameters]\nlearnig_rate = { min = 0.1, max = 0.2 }",
+            "Unknown key 'learnig_rate'",
+        ),
+        ("[hyperparameters]\nwidth = 2", "expected a table"),
+        ("[hyperparameters]\nwidth = { min = 3, max = 1 }", "expected min < max"),
+        ("[hyperparameters]\nlearning_rate = { min = 0, max = 1, log = true }", "min > 0"),
+        ("[hyperparameters]\nwidth = { choice = [] }", "non-empty list"),
+        ("[fixed]\nepochs = 0\n[hyperparameters]\nwidth = { choice = [1] }", "`epochs`"),
+        ("recipe = 'seed'", "no [hyperparameters]"),
+        ("[hyperparameter]\nx = 1", "Unknown key(s) ['hyperparameter']"),
+    ],
+)
+def test_bad_space_files_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_space(write_space(tmp_path, text))
+
+
+def test_bad_options():
+    with pytest.raises(ConfigError, match="Invalid value for `--tuner`"):
+        TuneOptions(tuner="grid").validate()
+    with pytest.raises(ConfigError, match="`--max-trials`"):
+        TuneOptions(max_trials=0).validate()
+
+
+def test_local_search_resume_and_changed_space(real_data, tmp_path):
+    space = load_space(write_space(tmp_path))
+    out = tmp_path / "tune"
+    options = TuneOptions(tuner="random", max_trials=2, budget_minutes=10, seed=3)
+    summary = search(space, real_data, out, options)
+    assert summary["completed"] == 2
+    scores = [t["val_accuracy"] for t in summary["trials"]]
+    assert all(0 < s <= 1 for s in scores)
+    best = summary["best"]
+    assert best["val_accuracy"] == max(scores)
+    # the best config is a recipe `train --config` accepts, with the trial's values
+    config = load_config(out / "best_recipe.toml")
+    assert config.learning_rate == pytest.approx(best["values"]["learning_rate"])
+    assert config.optimizer == best["values"]["optimizer"] and config.epochs == 1
+    assert (out / "trials" / best["trial"] / "model.keras").is_file()
+    html = (out / "tune_report.html").read_text()
+    assert "best validation accuracy so far" in html and best["trial"] in html
+
+    # a re-run with a larger cap continues: the two finished trials are kept
+    more = search(space, real_data, out, TuneOptions(tuner="random", max_trials=3, seed=3))
+    assert more["completed"] == 3
+    assert [t["val_accuracy"] for t in more["trials"][:2]] == scores
+
+    # a changed space is detected instead of silently ignored
+    changed = load_space(write_space(tmp_path, TINY.replace("3e-3", "1e-2"), "changed.toml"))
+    with pytest.raises(RunError, match="search space differs"):
+        search(changed, real_data, out, TuneOptions(tuner="random", max_trials=3))
+    fresh = search(changed, real_data, out, TuneOptions(max_trials=1, overwrite=True))
+    assert fresh["completed"] == 1
+
+
+def test_budget_stops_the_search(real_data, tmp_path):
+    space = load_space(write_space(tmp_path))
+    options = TuneOptions(tuner="hyperband", max_trials=50, budget_minutes=0.001)
+    summary = search(space, real_data, tmp_path / "t", options)
+    assert summary["completed"] <= 1  # the budget ran out before (or during) the first
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.realdata
+def test_distributed_search_one_chief_two_workers(real_data, tmp_path):
+    space = write_space(tmp_path)
+    out = tmp_path / "tune"
+    address = f"127.0.0.1:{_free_port()}"
+    common = [
+        sys.executable, "-m", "fashion_cnn", "tune", "--space", str(space), "--tuner",
+        "random", "--max-trials", "4", "--out", str(out), "--no-download",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    chief = subprocess.Popen([*common, "--chief", address], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    workers = [
+        subprocess.Popen([*common, "--worker", address, "--tuner-id", f"w{i}"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        outputs = [w.communicate(timeout=300)[0] for w in workers]
+        chief_out = chief.communicate(timeout=120)[0]
+    finally:
+        for p in (chief, *workers):
+            p.kill()
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert chief.returncode == 0, chief_out
+    results = read_json(out / "results.json")  # written by the chief from its oracle
+    assert results["completed"] == 4
+    # each worker ran trials (each trial folder says who ran it); the chief holds them all
+    ran_by = [(out / "trials" / t["trial"] / "tuner_id.txt").read_text() for t in results["trials"]]
+    assert sorted(set(ran_by)) == ["w0", "w1"], (ran_by, outputs)
+    assert [t["ran_by"] for t in results["trials"]] == ran_by
+    assert "best" in chief_out
