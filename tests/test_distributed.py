@@ -29,8 +29,9 @@ def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
     out = tmp_path / "run"
     argv = [
         sys.executable, "-m", "fashion_cnn", "train", "--recipe", "seed", "--epochs", "2",
-        "--train-subset", "4000", "--precision", "float32", "--verbosity", "2",
-        "--strategy", "multiworker", "--workers", hosts, "--out", str(out), "--no-download",
+        "--train-subset", "6000", "--learning-rate", "0.001", "--precision", "float32",
+        "--verbosity", "2", "--strategy", "multiworker", "--workers", hosts, "--out", str(out),
+        "--no-download",
     ]  # fmt: skip
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)

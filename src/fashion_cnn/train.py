@@ -309,17 +309,37 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
             if len(x_val):
                 y_val_1h = keras.utils.to_categorical(y_val, NUM_CLASSES)
                 validation = (x_val.astype("float32"), y_val_1h)
-            model.fit(
-                ds,
-                epochs=config.epochs,
-                initial_epoch=first_epoch,
-                steps_per_epoch=steps,
-                validation_data=validation,
-                validation_batch_size=1024,
-                callbacks=[_Checkpointer(out, state), *(callbacks or [])],
-                verbose=verbose,
-                shuffle=False,  # the dataset is already in its seeded per-epoch order
-            )
+            checkpointer = _Checkpointer(out, state)
+            if distributed:
+                from fashion_cnn.distributed import fit_distributed
+
+                with strategy.scope():
+                    model.optimizer.build(model.trainable_variables)
+                fit_distributed(
+                    model,
+                    strategy,
+                    ds,
+                    batch_size=config.batch_size,
+                    steps=steps,
+                    epochs=config.epochs,
+                    initial_epoch=first_epoch,
+                    label_smoothing=config.label_smoothing,
+                    validation=validation,
+                    callbacks=[checkpointer, *(callbacks or [])],
+                    verbose=verbose,
+                )
+            else:
+                model.fit(
+                    ds,
+                    epochs=config.epochs,
+                    initial_epoch=first_epoch,
+                    steps_per_epoch=steps,
+                    validation_data=validation,
+                    validation_batch_size=1024,
+                    callbacks=[checkpointer, *(callbacks or [])],
+                    verbose=verbose,
+                    shuffle=False,  # the dataset is already in its seeded per-epoch order
+                )
         if len(x_val):
             val_probs = predict_proba(model, x_val)
             write_json(out / CALIBRATION_FILE, calibrate(val_probs, y_val))
