@@ -91,3 +91,17 @@ def test_tf_config_is_built_from_workers(monkeypatch):
         "task": {"type": "worker", "index": 1},
     }
     assert made == [1]
+
+
+def test_mirrored_strategy_on_local_devices(synthetic_data, tmp_path):
+    import tensorflow as tf
+
+    from fashion_cnn.config import TrainConfig
+    from fashion_cnn.train import train
+
+    config = TrainConfig(recipe="t", epochs=1, batch_size=64, scale=1 / 255, optimizer="adam")
+    strategy = tf.distribute.MirroredStrategy()
+    run = train(config, synthetic_data, tmp_path / "run", verbose=0, strategy=strategy)
+    history = read_json(run / "history.json")
+    assert history["replicas"] == strategy.num_replicas_in_sync
+    assert (run / "model.keras").is_file() and len(history["val_accuracy"]) == 1
