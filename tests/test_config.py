@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from fashion_cnn.config import TrainConfig, load_config, load_recipe, recipe_names, save_config
+from fashion_cnn.config import (
+    TrainConfig,
+    load_config,
+    load_recipe,
+    recipe_names,
+    save_config,
+    to_toml,
+)
 from fashion_cnn.errors import ConfigError
 
 
@@ -82,3 +89,10 @@ def test_bad_config_files(tmp_path):
     (tmp_path / "neg.json").write_text(json.dumps({"epochs": -3}))
     with pytest.raises(ConfigError, match=r"`epochs`.*neg.json"):
         load_config(tmp_path / "neg.json")
+
+
+def test_to_toml_round_trips_through_load_config(tmp_path):
+    config = load_recipe("fast").replace(train_subset=None, recipe='with "quotes"')
+    path = tmp_path / "r.toml"
+    path.write_text(to_toml(config))
+    assert load_config(path) == config

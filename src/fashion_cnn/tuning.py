@@ -346,6 +346,8 @@ def search(
     options.validate()
     out = Path(out_dir)
     is_worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+    if is_worker:  # a worker must never wipe the (possibly shared) search folder
+        options = dataclasses.replace(options, overwrite=False)
     used = 0.0 if is_worker else _check_out(out, space, options)
     out.mkdir(parents=True, exist_ok=True)
     if not is_worker:
