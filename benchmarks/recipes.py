@@ -14,8 +14,12 @@ with `--tta`). It reports, as mean ± sample std over the seeds (n given):
 - test accuracy of the final model, without and with flip TTA;
 - time to accuracy: fit seconds until the validation accuracy first reached 90/93/94%.
 
-With `--write FILE` the Markdown table replaces the part of FILE between the lines
-`<!-- recipes:begin -->` and `<!-- recipes:end -->`.
+Each recipe's per-seed results are kept in `--results` (default
+`benchmarks/results/recipes.json`), so recipes can be measured in separate sessions (`best`
+takes an hour a seed) and the table still shows all of them: a recipe measured again
+replaces its earlier entry. With `--write FILE` the Markdown table of every stored recipe
+replaces the part of FILE between the lines `<!-- recipes:begin -->` and
+`<!-- recipes:end -->`.
 """
 
 from __future__ import annotations
@@ -151,20 +155,44 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["seed", "fast"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--write", type=Path, help="Markdown file with a recipes section")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path(__file__).parent / "results" / "recipes.json",
+        help="JSON file of per-recipe results, updated after each recipe",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    stored = json.loads(args.results.read_text()) if args.results.exists() else {}
     ref = matmul_gflops()
-    infos = {r: model_info(r) for r in args.recipes}
-    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in args.recipes:
-            rows[recipe] = [run_one(recipe, s, Path(tmp)) for s in args.seeds]
+            results = [run_one(recipe, s, Path(tmp)) for s in args.seeds]
+            params, fwd = model_info(recipe)
+            stored[recipe] = {
+                "params": params,
+                "forward_flops": fwd,
+                "matmul_gflops": ref,
+                "command": f"python benchmarks/recipes.py --recipes {recipe} "
+                f"--seeds {' '.join(map(str, args.seeds))}",
+                "results": [
+                    {**r, "reached": {str(k): v for k, v in r["reached"].items()}} for r in results
+                ],
+            }
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(stored, indent=1) + "\n")
+    rows = {
+        name: [
+            {**r, "reached": {float(k): v for k, v in r["reached"].items()}}
+            for r in entry["results"]
+        ]
+        for name, entry in stored.items()
+    }
+    infos = {name: (e["params"], e["forward_flops"]) for name, e in stored.items()}
     text = table(rows, infos, ref)
-    text += (
-        f"\n\nNumPy float32 2000x2000 matmul on this machine: {ref:.0f} GFLOP/s. Command: "
-        f"`python benchmarks/recipes.py --recipes {' '.join(args.recipes)} "
-        f"--seeds {' '.join(map(str, args.seeds))}`"
-    )
+    text += f"\n\nNumPy float32 2000x2000 matmul on this machine: {ref:.0f} GFLOP/s. Commands:"
+    for name, entry in stored.items():
+        text += f"\n- {name}: `{entry['command']}` (matmul then: {entry['matmul_gflops']:.0f})"
     print(text)
     if args.write:
         write_section(args.write, text)

@@ -77,6 +77,11 @@ def test_local_search_resume_and_changed_space(real_data, tmp_path):
     assert all(0 < s <= 1 for s in scores)
     best = summary["best"]
     assert best["val_accuracy"] == max(scores)
+    # trial 0 is the base recipe (seed: rmsprop at 1e-4), the next one a random draw
+    first = summary["trials"][0]
+    assert first["values"] == {"learning_rate": pytest.approx(1e-4), "optimizer": "rmsprop"}
+    assert summary["base"] == {"trial": first["trial"], "val_accuracy": first["val_accuracy"]}
+    assert summary["trials"][1]["values"] != first["values"]
     # the best config is a recipe `train --config` accepts, with the trial's values
     config = load_config(out / "best_recipe.toml")
     assert config.learning_rate == pytest.approx(best["values"]["learning_rate"])
@@ -96,6 +101,18 @@ def test_local_search_resume_and_changed_space(real_data, tmp_path):
         search(changed, real_data, out, TuneOptions(tuner="random", max_trials=3))
     fresh = search(changed, real_data, out, TuneOptions(max_trials=1, overwrite=True))
     assert fresh["completed"] == 1
+
+
+def test_defaults_are_the_base_recipe_when_in_range(tmp_path):
+    import keras_tuner as kt
+
+    from fashion_cnn.tuning import declare
+
+    text = TINY.replace("min = 1e-4", "min = 2e-4")  # seed's 1e-4 is now out of range
+    hp = kt.HyperParameters()
+    declare(hp, load_space(write_space(tmp_path, text)))
+    defaults = {h.name: h.default for h in hp.space}
+    assert defaults == {"learning_rate": pytest.approx(2e-4), "optimizer": "rmsprop"}
 
 
 def test_budget_stops_the_search(real_data, tmp_path):

@@ -92,6 +92,14 @@ def render_tune_html(summary: dict, space) -> str:
         if best
         else "<p>No trial has finished yet.</p>"
     )
+    base = summary.get("base")
+    if base and best:
+        gain = 100 * (best["val_accuracy"] - base["val_accuracy"])
+        best_text += (
+            f"<p>The base recipe itself (trial {base['trial']}, its own values): validation "
+            f"accuracy {base['val_accuracy']:.4f}; the best trial is {gain:+.2f} points from "
+            f"it.</p>"
+        )
     curve = _img(best_so_far_figure(summary), "best validation accuracy so far")
     parallel = _img(parallel_coordinates_figure(summary, names), "parallel coordinates")
     return f"""<!doctype html>

@@ -145,30 +145,47 @@ def base_config(space: SearchSpace, values: dict) -> TrainConfig:
     return TrainConfig.from_dict(merged, source="the search space")
 
 
+def _base_default(spec: dict, value: Any) -> dict:
+    """`{"default": value}` when the base recipe's `value` lies in the range or choices of
+    `spec` (so KerasTuner can start from it), else nothing."""
+    if "choice" in spec:
+        return {"default": value} if value in spec["choice"] else {}
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return {}
+    return {"default": value} if spec["min"] <= value <= spec["max"] else {}
+
+
 def declare(hp, space: SearchSpace) -> dict:
     """Declares the space's hyperparameters on a KerasTuner `HyperParameters`; returns the
-    values of this trial."""
+    values of this trial. Each hyperparameter's default is the base recipe's value when that
+    lies in its range, so the defaults describe the base recipe (trial 0 of a search)."""
+    base = base_config(space, {}).to_dict()
     values = {}
     for name, spec in space.hyperparameters.items():
+        default = _base_default(spec, base.get(name))
         if "choice" in spec:
-            values[name] = hp.Choice(name, spec["choice"])
+            values[name] = hp.Choice(name, spec["choice"], **default)
         elif all(isinstance(spec[k], int) for k in ("min", "max")) and not isinstance(
             spec.get("step", 1), float
         ):
+            default = {k: int(v) for k, v in default.items()}
             values[name] = hp.Int(
                 name,
                 spec["min"],
                 spec["max"],
                 step=spec.get("step"),
                 sampling="log" if spec.get("log") else "linear",
+                **default,
             )
         else:
+            default = {k: float(v) for k, v in default.items()}
             values[name] = hp.Float(
                 name,
                 float(spec["min"]),
                 float(spec["max"]),
                 step=spec.get("step"),
                 sampling="log" if spec.get("log") else "linear",
+                **default,
             )
     return values
 
@@ -202,9 +219,11 @@ class TuneOptions:
         return self
 
 
-def _budgeted(oracle_cls):
+def _budgeted(oracle_cls, base_first: bool):
     """`oracle_cls` that also stops handing out trials after `max_trials` trials or when
-    the time budget is spent (KerasTuner's Hyperband has no trial cap, none has a clock)."""
+    the time budget is spent (KerasTuner's Hyperband has no trial cap, none has a clock)
+    and, with `base_first`, makes trial 0 the base recipe itself (the hyperparameters'
+    defaults), so every search measures the recipe it starts from on the same terms."""
 
     class Budgeted(oracle_cls):
         def populate_space(self, trial_id):
@@ -212,6 +231,9 @@ def _budgeted(oracle_cls):
 
             if len(self.trials) >= self.fc_max_trials or time.monotonic() > self.fc_deadline:
                 return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+            if base_first and not self.trials:
+                values = {hp.name: hp.default for hp in self.hyperparameters.space}
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
             return super().populate_space(trial_id)
 
     Budgeted.__name__ = f"Budgeted{oracle_cls.__name__}"
@@ -229,13 +251,18 @@ def make_oracle(space: SearchSpace, options: TuneOptions, deadline: float):
     common["allow_new_entries"] = False
     if options.tuner == "hyperband":
         epochs = base_config(space, {}).epochs
-        oracle = _budgeted(kt.oracles.HyperbandOracle)(max_epochs=epochs, factor=3, **common)
+        # Hyperband's brackets decide every trial's epochs: no base trial there.
+        oracle = _budgeted(kt.oracles.HyperbandOracle, False)(
+            max_epochs=epochs, factor=3, **common
+        )
     elif options.tuner == "bayesian":
-        oracle = _budgeted(kt.oracles.BayesianOptimizationOracle)(
+        oracle = _budgeted(kt.oracles.BayesianOptimizationOracle, True)(
             max_trials=options.max_trials, **common
         )
     else:
-        oracle = _budgeted(kt.oracles.RandomSearchOracle)(max_trials=options.max_trials, **common)
+        oracle = _budgeted(kt.oracles.RandomSearchOracle, True)(
+            max_trials=options.max_trials, **common
+        )
     oracle.fc_max_trials = options.max_trials
     oracle.fc_deadline = deadline
     return oracle
@@ -391,6 +418,17 @@ def search(
     return summarize(tuner.oracle, space, out)
 
 
+def _base_trial(space: SearchSpace, done: list[dict]) -> dict | None:
+    """The completed trial that ran the base recipe's own values (trial 0 of a random or
+    Bayesian search), if any."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    declare(hp, space)
+    defaults = {h.name: h.default for h in hp.space}
+    return next((t for t in done if t["values"] == defaults), None)
+
+
 def _ran_by(run: Path) -> str | None:
     path = run / "tuner_id.txt"
     return path.read_text() if path.exists() else None  # absent: on another machine
@@ -421,7 +459,10 @@ def summarize(oracle, space: SearchSpace, out: Path) -> dict:
             }
         )
     done = [t for t in trials if t["val_accuracy"] is not None]
-    summary = {"trials": trials, "completed": len(done), "best": None}
+    summary = {"trials": trials, "completed": len(done), "best": None, "base": None}
+    base = _base_trial(space, done)
+    if base is not None:
+        summary["base"] = {"trial": base["trial"], "val_accuracy": base["val_accuracy"]}
     if done:
         best = max(done, key=lambda t: t["val_accuracy"])
         values = dict(best["values"])
