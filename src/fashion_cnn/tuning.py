@@ -252,9 +252,7 @@ def make_oracle(space: SearchSpace, options: TuneOptions, deadline: float):
     if options.tuner == "hyperband":
         epochs = base_config(space, {}).epochs
         # Hyperband's brackets decide every trial's epochs: no base trial there.
-        oracle = _budgeted(kt.oracles.HyperbandOracle, False)(
-            max_epochs=epochs, factor=3, **common
-        )
+        oracle = _budgeted(kt.oracles.HyperbandOracle, False)(max_epochs=epochs, factor=3, **common)
     elif options.tuner == "bayesian":
         oracle = _budgeted(kt.oracles.BayesianOptimizationOracle, True)(
             max_trials=options.max_trials, **common
