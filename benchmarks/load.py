@@ -1,12 +1,25 @@
 """Bounded load test of `fashion-cnn serve` on loopback.
 
     python benchmarks/load.py RUN [--clients 32] [--requests 5000] [--workers 1] [--engine E]
+                                  [--rate R]
 
 Starts the server in its own process on a free 127.0.0.1 port, sends `--requests` POSTs of
 one 28x28 PNG from `--clients` concurrent keep-alive connections (a minimal asyncio HTTP
 client in this process, so the load generator takes little of the shared CPU),
 checks every answer, and reports requests/s, p50/p99 latency, errors and the server's RSS
 before and after. Stops by itself; sends traffic to 127.0.0.1 only.
+
+Two ways to load the server:
+
+- closed loop (default): each client sends its next request as soon as it has an answer,
+  so the server always has `--clients` requests in hand; this measures the most it can
+  serve, and the latency then is mostly queueing (Little's law: 32 in flight at N
+  requests/s wait 32/N s each).
+- open loop (`--rate R`): requests are due at a constant R per second, sent on the first
+  free one of the `--clients` connections, and each latency is counted from the time the
+  request was due (no coordinated omission: a slow answer delays the requests queued
+  behind it, and they are charged for it). This measures the latency users see at that
+  traffic.
 """
 
 from __future__ import annotations
@@ -69,45 +82,87 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+class Tally:
+    """Latencies, errors and the labels seen, over one load run."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.labels: set[str] = set()
+
+    async def exchange(self, port: int, conn, request: bytes, since: float):
+        """Sends `request` on `conn` (reader, writer), checks the answer and records the
+        latency from `since`; returns the connection to use next (a new one after an
+        error)."""
+        reader, writer = conn
+        try:
+            writer.write(request)
+            status, body = await read_response(reader)
+            self.latencies.append(time.perf_counter() - since)
+            if status != 200:
+                self.errors.append(f"HTTP {status}")
+            else:
+                self.labels.add(json.loads(body)["results"][0]["label"])
+            return conn
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
+            self.errors.append(type(e).__name__)
+            writer.close()
+            return await asyncio.open_connection("127.0.0.1", port)
+
+
 async def hammer(port: int, request: bytes, clients: int, n: int, deadline_s: float):
-    """`clients` keep-alive connections send `request` until `n` are answered.
+    """Closed loop: `clients` keep-alive connections send `request` until `n` are answered.
 
     A minimal HTTP client on asyncio streams, so that the load generator, which shares the
     machine's cores with the server, spends as little CPU as it can; every answer is still
     parsed and checked.
     """
-    latencies: list[float] = []
-    errors: list[str] = []
-    labels: set[str] = set()
+    tally = Tally()
     counter = iter(range(n))
     stop = time.monotonic() + deadline_s
 
     async def worker():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = await asyncio.open_connection("127.0.0.1", port)
         try:
             for _ in counter:
                 if time.monotonic() > stop:
                     return
-                t = time.perf_counter()
-                try:
-                    writer.write(request)
-                    status, body = await read_response(reader)
-                    latencies.append(time.perf_counter() - t)
-                    if status != 200:
-                        errors.append(f"HTTP {status}")
-                    else:
-                        labels.add(json.loads(body)["results"][0]["label"])
-                except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
-                    errors.append(type(e).__name__)
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                conn = await tally.exchange(port, conn, request, time.perf_counter())
         finally:
-            writer.close()
+            conn[1].close()
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
+    return tally, time.perf_counter() - t0
+
+
+async def paced(port: int, request: bytes, clients: int, n: int, rate: float, deadline_s: float):
+    """Open loop: request i is due at t0 + i / rate and goes out on the first free
+    connection of `clients`; its latency runs from when it was due to its answer."""
+    tally = Tally()
+    pool: asyncio.Queue = asyncio.Queue()
+    for _ in range(clients):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+
+    async def one(due: float):
+        conn = await pool.get()
+        pool.put_nowait(await tally.exchange(port, conn, request, due))
+
+    tasks = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        due = t0 + i / rate
+        if due - t0 > deadline_s:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
-    return latencies, errors, labels, wall
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return tally, wall
 
 
 def main() -> None:
@@ -118,6 +173,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--engine", help="serve's --engine (default: serve's default)")
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument(
+        "--rate", type=float, help="open loop: requests per second (default: closed loop)"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -173,9 +231,12 @@ def main() -> None:
             run = asyncio.run
         run(hammer(port, request, 4, 200, 60))  # warm-up
         rss0 = rss_kib(server.pid)
-        lat, errors, labels, wall = run(
-            hammer(port, request, args.clients, args.requests, args.max_seconds)
-        )
+        if args.rate:
+            load = paced(port, request, args.clients, args.requests, args.rate, args.max_seconds)
+        else:
+            load = hammer(port, request, args.clients, args.requests, args.max_seconds)
+        tally, wall = run(load)
+        lat, errors, labels = tally.latencies, tally.errors, tally.labels
         rss1 = rss_kib(server.pid)
     finally:
         server.terminate()
@@ -186,6 +247,7 @@ def main() -> None:
     growth = 100 * (rss1 - rss0) / rss0
     print(
         f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s), "
+        f"{f'open loop at {args.rate:g}/s' if args.rate else 'closed loop'}, "
         f"engine {args.engine or 'default'}: "
         f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(ms):.1f} ms, "
         f"p99 {p99:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "

@@ -152,7 +152,9 @@ def write_section(path: Path, text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["seed", "fast"])
+    parser.add_argument(
+        "--recipes", nargs="*", default=["seed", "fast"], help="none: only redraw the table"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--write", type=Path, help="Markdown file with a recipes section")
     parser.add_argument(

@@ -177,7 +177,8 @@ def create_app(
         if all("error" in r for r in results):
             first = results[0]
             return JSONResponse({"error": first["error"], "results": results}, first["status"])
-        return {"results": results}
+        # Plain JSON types already: skip FastAPI's jsonable_encoder pass over them.
+        return JSONResponse({"results": results})
 
     return app
 
