@@ -41,6 +41,10 @@ def run_train(argv: list[str], ranks: int) -> float:
         subprocess.run(base, env=env, check=True)
     else:
         hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(ranks))
+        # Each worker gets its share of the cores, as it would have its own machine's,
+        # instead of every process starting a thread per core on the same cores.
+        share = str(max(1, (os.cpu_count() or 1) // ranks))
+        env = dict(env, TF_NUM_INTRAOP_THREADS=share, TF_NUM_INTEROP_THREADS=share)
         procs = [
             subprocess.Popen(
                 [*base, "--strategy", "multiworker", "--workers", hosts, "--rank", str(r)],

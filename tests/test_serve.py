@@ -111,6 +111,46 @@ def test_request_limits(client):
     assert r.status_code == 422
 
 
+def test_request_over_the_limit_without_content_length_is_refused(client):
+    """A chunked upload (no Content-Length to check up front) is cut off once it passes the
+    limit: driven at the ASGI level, to count how much of the body the server read."""
+    import asyncio
+
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+    chunks = [head] + [b"z" * 100_000] * 30  # 3 MB against a 1 MB limit
+    read = 0
+    sent = []
+
+    async def receive():
+        nonlocal read
+        if read == len(chunks):
+            return {"type": "http.disconnect"}
+        read += 1
+        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "root_path": "",
+        "query_string": b"", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b")],
+    }  # fmt: skip
+    asyncio.run(client.app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert b"larger than the 1000000 accepted" in body
+    assert read <= 12  # refused on the way, not after reading all 3 MB
+
+
+def test_unknown_route_and_method_get_json_errors(client):
+    r = client.get("/api/nope")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+    r = client.get("/api/predict")
+    assert r.status_code == 405 and "error" in r.json()
+
+
 def test_concurrent_requests_all_answered_correctly(client):
     images = [png(np.full((28, 28), v, np.uint8)) for v in (0, 90, 180, 250)]
     expected = [post(client, ("x.png", im)).json()["results"][0]["label"] for im in images]

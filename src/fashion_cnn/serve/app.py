@@ -14,11 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fashion_cnn.images import ImageError
 from fashion_cnn.serve.service import ClassifierService, Limits, png_data_uri
@@ -29,6 +30,51 @@ STATIC = resources.files("fashion_cnn.serve") / "static"
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+class RequestSizeLimit:
+    """Pure ASGI middleware that refuses a request body over `max_bytes` with a JSON 413:
+    at once when its Content-Length says so, or as soon as a body sent without one
+    (chunked) grows past the limit, before the rest of it is read.
+
+    (A pure ASGI middleware, not `@app.middleware("http")`, whose per-request task and
+    streaming wrapper cost more than the classification of a small image.)
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: int | str) -> HTTPException:
+        return HTTPException(
+            413,
+            f"Request of {size} bytes is larger than the {self.max_bytes} accepted; "
+            f"send fewer or smaller files",
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            error = self._too_large(int(length))
+            await _error(error.status_code, error.detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI passes an HTTPException raised while it reads the body on to
+                    # the exception handlers (anything else would become a 400).
+                    raise self._too_large(f"more than {self.max_bytes}")
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 def _status_of(error: ImageError) -> int:
@@ -120,21 +166,16 @@ def create_app(
     async def validation_error(request: Request, exc: RequestValidationError):
         return _error(422, f"Invalid request: {exc.errors()[0].get('msg', 'bad input')}")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # 404, 405, 413...
+        return _error(exc.status_code, str(exc.detail))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # never a bare 500 page
         log.exception("unexpected error")
         return _error(500, f"Internal error ({type(exc).__name__}); the server keeps running")
 
-    @app.middleware("http")
-    async def request_size_limit(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_request_bytes:
-            return _error(
-                413,
-                f"Request of {int(length)} bytes is larger than the "
-                f"{limits.max_request_bytes} accepted; send fewer or smaller files",
-            )
-        return await call_next(request)
+    app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)
 
     @app.get("/", include_in_schema=False)
     async def index():
