@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -120,6 +121,45 @@ def test_budget_stops_the_search(real_data, tmp_path):
     options = TuneOptions(tuner="hyperband", max_trials=50, budget_minutes=0.001)
     summary = search(space, real_data, tmp_path / "t", options)
     assert summary["completed"] <= 1  # the budget ran out before (or during) the first
+
+
+def test_killed_search_resumes_its_trial_and_budget(real_data, monkeypatch, tmp_path):
+    import keras
+
+    import fashion_cnn.train
+    from fashion_cnn import tuning
+
+    space = load_space(write_space(tmp_path, TINY.replace("epochs = 1", "epochs = 2")))
+    out = tmp_path / "tune"
+    options = TuneOptions(tuner="random", max_trials=1, budget_minutes=10, seed=1)
+    monkeypatch.setattr(tuning, "SAVE_EVERY_S", 0.05)
+    real_train = fashion_cnn.train.train
+    seen = {}
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.3)  # the process dies here, mid-trial, without any clean-up:
+            seen["state"] = read_json(out / tuning.STATE_FILE)  # the budget is on disk
+            raise KeyboardInterrupt
+
+    def killed_train(config, data, run, **kwargs):
+        return real_train(config, data, run, callbacks=[Kill()], **kwargs)
+
+    monkeypatch.setattr(fashion_cnn.train, "train", killed_train)
+    with pytest.raises(KeyboardInterrupt):
+        search(space, real_data, out, options)
+    assert seen["state"]["elapsed_s"] > 0
+    (trial,) = (out / "trials").iterdir()
+    cut_off = read_json(trial / "state.json")  # the run's resume point
+    first_epoch = cut_off["history"]["epoch_seconds"]
+    assert len(first_epoch) == 1 and not cut_off.get("finished")
+
+    monkeypatch.setattr(fashion_cnn.train, "train", real_train)
+    summary = search(space, real_data, out, options)
+    assert summary["completed"] == 1
+    # the cut-off trial went on from its checkpoint: its first epoch is the one it had
+    history = read_json(trial / "history.json")
+    assert history["epoch_seconds"][:1] == first_epoch and len(history["epoch_seconds"]) == 2
 
 
 def _free_port() -> int:

@@ -112,7 +112,19 @@ def epoch_batches(
         lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
     )
     ds = ds.enumerate(start=first_epoch * steps)
-    return ds.map(gather).prefetch(2), steps
+    return without_autotune(ds.map(gather).prefetch(2)), steps
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` without tf.data's autotuning, which this fixed pipeline has no use for.
+
+    With autotuning on, every iterator starts a model thread that sleeps up to a minute
+    between optimizations, and deleting the iterator (at the end of `fit`) waits for that
+    sleep to end: measured here as 5-40 s of idle time added at random to a training run.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def make_augment(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None:
@@ -334,8 +346,11 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                     epochs=config.epochs,
                     initial_epoch=first_epoch,
                     steps_per_epoch=steps,
-                    validation_data=validation,
-                    validation_batch_size=1024,
+                    validation_data=None
+                    if validation is None
+                    else without_autotune(
+                        tf.data.Dataset.from_tensor_slices(validation).batch(1024)
+                    ),
                     callbacks=[checkpointer, *(callbacks or [])],
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order

@@ -45,6 +45,7 @@ STATE_FILE = "tune_state.json"
 BEST_RECIPE = "best_recipe.toml"
 REPORT_FILE = "tune_report.html"
 PROJECT = "search"  # KerasTuner's project folder inside --out
+SAVE_EVERY_S = 5.0  # how often the budget spent is recorded
 
 
 @dataclass
@@ -286,7 +287,9 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
             run = out / "trials" / trial.trial_id
             run.mkdir(parents=True, exist_ok=True)
             write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
-            train(config, data, run, verbose=0, overwrite=True)
+            # A trial cut off by an interruption is handed out again on resume: continue it
+            # from its last epoch rather than start over, when its config is the same.
+            train(config, data, run, verbose=0, overwrite=not _same_config(run, config))
             history = read_json(run / "history.json")
             if not history.get("val_accuracy"):
                 raise RunError("a search needs a validation split: set val_fraction > 0")
@@ -306,6 +309,14 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
         project_name=PROJECT,
         overwrite=options.overwrite,
     )
+
+
+def _same_config(run: Path, config: TrainConfig) -> bool:
+    saved = run / "config.json"
+    if not saved.exists():
+        return False
+    previous = TrainConfig.from_dict(read_json(saved), source=str(saved))
+    return previous.to_dict() == config.to_dict()
 
 
 def _progress(oracle, options: TuneOptions, deadline: float, who: str) -> None:
@@ -384,35 +395,34 @@ def search(
     def save_elapsed():
         write_json(out / STATE_FILE, {"elapsed_s": used + time.monotonic() - start})
 
-    if dist_utils.is_chief_oracle():
-        import threading
+    if is_worker:
+        tuner.search(data)
+        return {"role": "worker", "tuner_id": tuner.tuner_id}
 
-        stop = threading.Event()
+    # Record the budget spent every few seconds, so that even a killed search resumes with
+    # the right amount of budget left; the chief, which trains nothing, reports progress.
+    import threading
 
-        def monitor():  # the chief only serves the oracle; report progress meanwhile
-            seen = -1
-            while not stop.wait(5):
-                save_elapsed()
+    stop = threading.Event()
+    chief = dist_utils.is_chief_oracle()
+
+    def monitor():
+        seen = -1
+        while not stop.wait(SAVE_EVERY_S):
+            save_elapsed()
+            if chief:
                 done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
                 if done != seen:
                     seen = done
                     _progress(tuner.oracle, options, deadline, "chief")
 
-        thread = threading.Thread(target=monitor, daemon=True)
-        thread.start()
-        try:
-            tuner.search(data)
-        finally:
-            stop.set()
-            save_elapsed()
-    else:
-        try:
-            tuner.search(data)
-        finally:
-            if not is_worker:
-                save_elapsed()
-    if is_worker:
-        return {"role": "worker", "tuner_id": tuner.tuner_id}
+    thread = threading.Thread(target=monitor, daemon=True)
+    thread.start()
+    try:
+        tuner.search(data)
+    finally:
+        stop.set()
+        save_elapsed()
     return summarize(tuner.oracle, space, out)
 
 
