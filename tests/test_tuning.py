@@ -123,6 +123,26 @@ def test_budget_stops_the_search(real_data, tmp_path):
     assert summary["completed"] <= 1  # the budget ran out before (or during) the first
 
 
+def _done_trial(train_seconds: float, epochs: int):
+    import keras_tuner as kt
+
+    trial = kt.engine.trial.Trial(kt.HyperParameters(), status="COMPLETED")
+    for name, value in (("train_seconds", train_seconds), ("epochs", epochs)):
+        trial.metrics.register(name)
+        trial.metrics.update(name, value)
+    return trial
+
+
+def test_a_trial_starts_only_when_the_budget_fits_it():
+    from fashion_cnn.tuning import fits_budget
+
+    assert fits_budget({}, 1.0) and not fits_budget({}, 0.0)  # nothing to go by yet
+    trials = {"0": _done_trial(500, 10), "1": _done_trial(300, 10)}  # 400 s for 10 epochs
+    assert fits_budget(trials, 401) and not fits_budget(trials, 399)
+    trials["2"] = _done_trial(20, 1)  # Hyperband: plan for the longest trial seen
+    assert not fits_budget(trials, 300) and fits_budget(trials, 10 * (50 + 30 + 20) / 3 + 1)
+
+
 def test_killed_search_resumes_its_trial_and_budget(real_data, monkeypatch, tmp_path):
     import keras
 

@@ -220,9 +220,31 @@ class TuneOptions:
         return self
 
 
+def fits_budget(trials: dict, seconds_left: float) -> bool:
+    """Whether another trial is expected to finish in `seconds_left`: the mean training time
+    of the completed trials (Hyperband's vary in epochs: per epoch, times the most epochs
+    seen) must fit. Before any trial has finished, any time left will do."""
+    per_epoch = [
+        t.metrics.get_last_value("train_seconds") / t.metrics.get_last_value("epochs")
+        for t in trials.values()
+        if t.status == "COMPLETED" and t.metrics.exists("train_seconds")
+    ]
+    if seconds_left <= 0:
+        return False
+    if not per_epoch:
+        return True
+    most_epochs = max(
+        t.metrics.get_last_value("epochs")
+        for t in trials.values()
+        if t.status == "COMPLETED" and t.metrics.exists("epochs")
+    )
+    return sum(per_epoch) / len(per_epoch) * most_epochs <= seconds_left
+
+
 def _budgeted(oracle_cls, base_first: bool):
     """`oracle_cls` that also stops handing out trials after `max_trials` trials or when
-    the time budget is spent (KerasTuner's Hyperband has no trial cap, none has a clock)
+    the rest of the time budget cannot fit another trial (see `fits_budget`; KerasTuner's
+    Hyperband has no trial cap, none has a clock)
     and, with `base_first`, makes trial 0 the base recipe itself (the hyperparameters'
     defaults), so every search measures the recipe it starts from on the same terms."""
 
@@ -230,7 +252,8 @@ def _budgeted(oracle_cls, base_first: bool):
         def populate_space(self, trial_id):
             import keras_tuner as kt
 
-            if len(self.trials) >= self.fc_max_trials or time.monotonic() > self.fc_deadline:
+            left = self.fc_deadline - time.monotonic()
+            if len(self.trials) >= self.fc_max_trials or not fits_budget(self.trials, left):
                 return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
             if base_first and not self.trials:
                 values = {hp.name: hp.default for hp in self.hyperparameters.space}
