@@ -1,8 +1,7 @@
-"""Hyperparameter search: space files, a small local search, resume, changed space, and a
+"""Hyperparameter search: options, a small local search, resume, changed space, and a
 distributed search with one chief and two workers on 127.0.0.1."""
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -13,52 +12,9 @@ import pytest
 from fashion_cnn.config import load_config
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import read_json
-from fashion_cnn.tuning import TuneOptions, load_space, search
-
-TINY = """
-recipe = "seed"
-[fixed]
-epochs = 1
-train_subset = 1500
-batch_size = 128
-[hyperparameters]
-learning_rate = { min = 1e-4, max = 3e-3, log = true }
-optimizer = { choice = ["rmsprop", "adam"] }
-"""
-
-
-def write_space(tmp_path, text=TINY, name="space.toml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def test_shipped_default_space_loads():
-    from fashion_cnn.cli import _space_path
-
-    space = load_space(_space_path("default"))
-    assert space.recipe == "fast" and "learning_rate" in space.hyperparameters
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        (
-            "[hyperparameters]\nlearnig_rate = { min = 0.1, max = 0.2 }",
-            "Unknown key 'learnig_rate'",
-        ),
-        ("[hyperparameters]\nwidth = 2", "expected a table"),
-        ("[hyperparameters]\nwidth = { min = 3, max = 1 }", "expected min < max"),
-        ("[hyperparameters]\nlearning_rate = { min = 0, max = 1, log = true }", "min > 0"),
-        ("[hyperparameters]\nwidth = { choice = [] }", "non-empty list"),
-        ("[fixed]\nepochs = 0\n[hyperparameters]\nwidth = { choice = [1] }", "`epochs`"),
-        ("recipe = 'seed'", "no [hyperparameters]"),
-        ("[hyperparameter]\nx = 1", "Unknown key(s) ['hyperparameter']"),
-    ],
-)
-def test_bad_space_files_are_named(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        load_space(write_space(tmp_path, text))
+from fashion_cnn.tune_space import load_space
+from fashion_cnn.tuning import TuneOptions, search
+from test_tune_space import TINY, write_space
 
 
 def test_bad_options():
@@ -102,18 +58,6 @@ def test_local_search_resume_and_changed_space(real_data, tmp_path):
         search(changed, real_data, out, TuneOptions(tuner="random", max_trials=3))
     fresh = search(changed, real_data, out, TuneOptions(max_trials=1, overwrite=True))
     assert fresh["completed"] == 1
-
-
-def test_defaults_are_the_base_recipe_when_in_range(tmp_path):
-    import keras_tuner as kt
-
-    from fashion_cnn.tuning import declare
-
-    text = TINY.replace("min = 1e-4", "min = 2e-4")  # seed's 1e-4 is now out of range
-    hp = kt.HyperParameters()
-    declare(hp, load_space(write_space(tmp_path, text)))
-    defaults = {h.name: h.default for h in hp.space}
-    assert defaults == {"learning_rate": pytest.approx(2e-4), "optimizer": "rmsprop"}
 
 
 def test_budget_stops_the_search(real_data, tmp_path):

@@ -289,7 +289,8 @@ def _host_port(text: str, flag: str) -> tuple[str, str]:
 def cmd_tune(args) -> int:
     import socket
 
-    from fashion_cnn.tuning import TuneOptions, load_space, search
+    from fashion_cnn.tune_space import load_space
+    from fashion_cnn.tuning import TuneOptions, search
 
     space = load_space(_space_path(args.space))
     options = TuneOptions(

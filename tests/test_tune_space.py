@@ -1,0 +1,63 @@
+"""Search-space files: parsing, errors that name the fix, and hyperparameter defaults."""
+
+import re
+
+import pytest
+
+from fashion_cnn.errors import ConfigError
+from fashion_cnn.tune_space import declare, load_space
+
+TINY = """
+recipe = "seed"
+[fixed]
+epochs = 1
+train_subset = 1500
+batch_size = 128
+[hyperparameters]
+learning_rate = { min = 1e-4, max = 3e-3, log = true }
+optimizer = { choice = ["rmsprop", "adam"] }
+"""
+
+
+def write_space(tmp_path, text=TINY, name="space.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_default_space_loads():
+    from fashion_cnn.cli import _space_path
+
+    space = load_space(_space_path("default"))
+    assert space.recipe == "fast" and "learning_rate" in space.hyperparameters
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "[hyperparameters]\nlearnig_rate = { min = 0.1, max = 0.2 }",
+            "Unknown key 'learnig_rate'",
+        ),
+        ("[hyperparameters]\nwidth = 2", "expected a table"),
+        ("[hyperparameters]\nwidth = { min = 3, max = 1 }", "expected min < max"),
+        ("[hyperparameters]\nlearning_rate = { min = 0, max = 1, log = true }", "min > 0"),
+        ("[hyperparameters]\nwidth = { choice = [] }", "non-empty list"),
+        ("[fixed]\nepochs = 0\n[hyperparameters]\nwidth = { choice = [1] }", "`epochs`"),
+        ("recipe = 'seed'", "no [hyperparameters]"),
+        ("[hyperparameter]\nx = 1", "Unknown key(s) ['hyperparameter']"),
+    ],
+)
+def test_bad_space_files_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_space(write_space(tmp_path, text))
+
+
+def test_defaults_are_the_base_recipe_when_in_range(tmp_path):
+    import keras_tuner as kt
+
+    text = TINY.replace("min = 1e-4", "min = 2e-4")  # seed's 1e-4 is now out of range
+    hp = kt.HyperParameters()
+    declare(hp, load_space(write_space(tmp_path, text)))
+    defaults = {h.name: h.default for h in hp.space}
+    assert defaults == {"learning_rate": pytest.approx(2e-4), "optimizer": "rmsprop"}
