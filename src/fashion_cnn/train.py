@@ -171,6 +171,16 @@ class _Checkpointer(keras.callbacks.Callback):
             (self.out / previous).unlink(missing_ok=True)
 
 
+def saved_config(out: Path) -> dict | None:
+    """The config a run folder was started with, as `TrainConfig.to_dict()` gives it (read
+    through the dataclass, so that keys added since, with their defaults, don't count);
+    None when the folder has none."""
+    saved = out / CONFIG_FILE
+    if not saved.exists():
+        return None
+    return TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
+
+
 def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     saved = out / CONFIG_FILE
     if not saved.exists():
@@ -187,8 +197,7 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         return
-    # Through the dataclass, so that keys added since (with their defaults) don't count.
-    previous = TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
+    previous = saved_config(out)
     if previous != config.to_dict():
         diff = {
             k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v

@@ -20,9 +20,7 @@ from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import read_json, write_json, write_text
-from fashion_cnn.tune_space import SearchSpace, base_config, declare, load_space
-
-__all__ = ["TuneOptions", "SearchSpace", "load_space", "search", "summarize"]
+from fashion_cnn.tune_space import SearchSpace, base_config, declare
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +67,17 @@ def fits_budget(trials: dict, seconds_left: float) -> bool:
     """Whether another trial is expected to finish in `seconds_left`: the mean training time
     of the completed trials (Hyperband's vary in epochs: per epoch, times the most epochs
     seen) must fit. Before any trial has finished, any time left will do."""
-    per_epoch = [
-        t.metrics.get_last_value("train_seconds") / t.metrics.get_last_value("epochs")
+    if seconds_left <= 0:
+        return False
+    done = [
+        (t.metrics.get_last_value("train_seconds"), t.metrics.get_last_value("epochs"))
         for t in trials.values()
         if t.status == "COMPLETED" and t.metrics.exists("train_seconds")
     ]
-    if seconds_left <= 0:
-        return False
-    if not per_epoch:
+    if not done:
         return True
-    most_epochs = max(
-        t.metrics.get_last_value("epochs")
-        for t in trials.values()
-        if t.status == "COMPLETED" and t.metrics.exists("epochs")
-    )
-    return sum(per_epoch) / len(per_epoch) * most_epochs <= seconds_left
+    per_epoch = sum(seconds / epochs for seconds, epochs in done) / len(done)
+    return per_epoch * max(epochs for _, epochs in done) <= seconds_left
 
 
 def _budgeted(oracle_cls, base_first: bool):
@@ -147,7 +141,7 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
     """A KerasTuner tuner whose trials are `train()` runs in `out/trials/ID`."""
     import keras_tuner as kt
 
-    from fashion_cnn.train import train
+    from fashion_cnn.train import saved_config, train
 
     class TrainTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, data: Dataset):
@@ -157,7 +151,8 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
             write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
             # A trial cut off by an interruption is handed out again on resume: continue it
             # from its last epoch rather than start over, when its config is the same.
-            train(config, data, run, verbose=0, overwrite=not _same_config(run, config))
+            resumable = saved_config(run) == config.to_dict()
+            train(config, data, run, verbose=0, overwrite=not resumable)
             history = read_json(run / "history.json")
             if not history.get("val_accuracy"):
                 raise RunError("a search needs a validation split: set val_fraction > 0")
@@ -177,14 +172,6 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
         project_name=PROJECT,
         overwrite=options.overwrite,
     )
-
-
-def _same_config(run: Path, config: TrainConfig) -> bool:
-    saved = run / "config.json"
-    if not saved.exists():
-        return False
-    previous = TrainConfig.from_dict(read_json(saved), source=str(saved))
-    return previous.to_dict() == config.to_dict()
 
 
 def _progress(oracle, options: TuneOptions, deadline: float, who: str) -> None:
