@@ -3,21 +3,23 @@
     python benchmarks/recipes.py [--recipes seed fast] [--seeds 0 1 2] [--write BENCHMARKS.md]
 
 For every (recipe, seed) it runs the real commands, one after the other in their own
-processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` (and again
-with `--tta`). It reports, as mean ± sample std over the seeds (n given):
+processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` three times
+(`--tta none`, `flip`, `flip-shift`). It reports, as mean ± sample std over the seeds (n given):
 
 - training wall seconds (the whole `train` process) and fit seconds (sum of epoch times);
 - training images/s and achieved GFLOP/s (3x the forward FLOPs of convolutions and dense
   layers per training image), as a share of a float32 matrix product measured with NumPy on
   the same machine in the same run, and of the nominal peaks the project was given
   (333 GFLOP/s AVX-512 fp32, 5.3 TFLOP/s AMX bf16);
-- test accuracy of the final model, without and with flip TTA;
+- test accuracy of the final model, without TTA, with flip TTA and with flip-shift TTA (18
+  views; "—" for results stored before that mode existed);
 - time to accuracy: fit seconds until the validation accuracy first reached 90/93/94%.
 
 Each recipe's per-seed results are kept in `--results` (default
 `benchmarks/results/recipes.json`), so recipes can be measured in separate sessions (`best`
 takes an hour a seed) and the table still shows all of them: a recipe measured again
-replaces its earlier entry. With `--write FILE` the Markdown table of every stored recipe
+replaces its earlier entry (written after every seed). Run folders go to a temporary folder,
+or are kept in `--workdir`. With `--write FILE` the Markdown table of every stored recipe
 replaces the part of FILE between the lines `<!-- recipes:begin -->` and
 `<!-- recipes:end -->`.
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 
 NOMINAL_FP32, NOMINAL_AMX = 333.0, 5300.0
 THRESHOLDS = (0.90, 0.93, 0.94)
+TTA_KEYS = {"none": "acc", "flip": "acc_tta", "flip-shift": "acc_tta_shift"}
 
 
 def matmul_gflops() -> float:
@@ -85,14 +88,14 @@ def run_one(recipe: str, seed: int, workdir: Path) -> dict:
     )
     wall = time.perf_counter() - t
     result = {"train_wall_s": wall}
-    for tta in (False, True):
+    for tta, key in TTA_KEYS.items():
         subprocess.run(
-            [*cli, "evaluate", str(run), "--no-download", "--tta" if tta else "--no-tta"],
+            [*cli, "evaluate", str(run), "--no-download", "--tta", tta],
             check=True,
             capture_output=True,
         )
         metrics = json.loads((run / "metrics.json").read_text())
-        result["acc_tta" if tta else "acc"] = metrics["test_accuracy"]
+        result[key] = metrics["test_accuracy"]
     h = json.loads((run / "history.json").read_text())
     result["fit_s"] = sum(h["epoch_seconds"])
     result["images"] = h["train_images"] * len(h["epoch_seconds"])
@@ -116,9 +119,9 @@ def ms(values: list[float], fmt: str = "{:.1f}") -> str:
 def table(rows: dict[str, list[dict]], infos: dict[str, tuple[int, int]], ref: float) -> str:
     lines = [
         "| recipe | params | n | train wall s | fit s | train img/s | GFLOP/s | "
-        "% of NumPy fp32 matmul | % of 333 / 5300 nominal | test acc % | test acc % (TTA) | "
-        "s to 90% / 93% / 94% val |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "% of NumPy fp32 matmul | % of 333 / 5300 nominal | test acc % | test acc % (flip TTA) | "
+        "test acc % (flip-shift TTA) | s to 90% / 93% / 94% val |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for recipe, results in rows.items():
         params, fwd = infos[recipe]
@@ -129,13 +132,16 @@ def table(rows: dict[str, list[dict]], infos: dict[str, tuple[int, int]], ref: f
         for th in THRESHOLDS:
             got = [r["reached"][th] for r in results if th in r["reached"]]
             reach.append(f"{statistics.mean(got):.0f} ({len(got)}/{len(results)})" if got else "—")
+        shifted = [100 * r["acc_tta_shift"] for r in results if "acc_tta_shift" in r]
+        shift = ms(shifted, "{:.2f}") if len(shifted) == len(results) else "—"
         lines.append(
             f"| {recipe} | {params:,} | {len(results)} | "
             f"{ms([r['train_wall_s'] for r in results])} | {ms([r['fit_s'] for r in results])} | "
             f"{ms(ips, '{:.0f}')} | {ms(gflops)} | {100 * g / ref:.0f}% | "
             f"{100 * g / NOMINAL_FP32:.0f}% / {100 * g / NOMINAL_AMX:.1f}% | "
             f"{ms([100 * r['acc'] for r in results], '{:.2f}')} | "
-            f"{ms([100 * r['acc_tta'] for r in results], '{:.2f}')} | {' / '.join(reach)} |"
+            f"{ms([100 * r['acc_tta'] for r in results], '{:.2f}')} | {shift} | "
+            f"{' / '.join(reach)} |"
         )
     return "\n".join(lines)
 
@@ -157,6 +163,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--write", type=Path, help="Markdown file with a recipes section")
+    parser.add_argument("--workdir", type=Path, help="keep the run folders here")
     parser.add_argument(
         "--results",
         type=Path,
@@ -168,21 +175,23 @@ def main() -> None:
     stored = json.loads(args.results.read_text()) if args.results.exists() else {}
     ref = matmul_gflops()
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
         for recipe in args.recipes:
-            results = [run_one(recipe, s, Path(tmp)) for s in args.seeds]
             params, fwd = model_info(recipe)
-            stored[recipe] = {
-                "params": params,
-                "forward_flops": fwd,
-                "matmul_gflops": ref,
-                "command": f"python benchmarks/recipes.py --recipes {recipe} "
-                f"--seeds {' '.join(map(str, args.seeds))}",
-                "results": [
-                    {**r, "reached": {str(k): v for k, v in r["reached"].items()}} for r in results
-                ],
-            }
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps(stored, indent=1) + "\n")
+            results = []
+            for seed in args.seeds:
+                r = run_one(recipe, seed, workdir)
+                results.append({**r, "reached": {str(k): v for k, v in r["reached"].items()}})
+                stored[recipe] = {
+                    "params": params,
+                    "forward_flops": fwd,
+                    "matmul_gflops": ref,
+                    "command": f"python benchmarks/recipes.py --recipes {recipe} "
+                    f"--seeds {' '.join(map(str, args.seeds[: len(results)]))}",
+                    "results": results,
+                }
+                args.results.parent.mkdir(parents=True, exist_ok=True)
+                args.results.write_text(json.dumps(stored, indent=1) + "\n")
     rows = {
         name: [
             {**r, "reached": {float(k): v for k, v in r["reached"].items()}}

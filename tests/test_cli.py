@@ -72,13 +72,16 @@ def test_train_evaluate_predict_on_real_subset(real_data, tmp_path, capsys):
     assert metrics["test_accuracy"] > 0.5, metrics["test_accuracy"]  # chance is 0.1
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in out
     assert (run / "report.html").stat().st_size > 50_000
-    assert metrics["tta"] is False  # the seed recipe does not ask for TTA
+    assert metrics["tta"] == "none"  # the seed recipe does not ask for TTA
     assert main(["evaluate", str(run), "--tta", "--no-download"]) == 0
-    assert read_json(run / "metrics.json")["tta"] is True
+    assert read_json(run / "metrics.json")["tta"] == "flip"
     assert "(flip TTA)" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--tta", "flip-shift", "--no-download"]) == 0
+    assert read_json(run / "metrics.json")["tta"] == "flip-shift"
+    assert "(flip-shift TTA)" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--no-tta", "--no-download"]) == 0
-    assert read_json(run / "metrics.json")["tta"] is False
-    assert "(flip TTA)" not in capsys.readouterr().out
+    assert read_json(run / "metrics.json")["tta"] == "none"
+    assert "TTA)" not in capsys.readouterr().out
 
     # predict: two real test images as PNG files, one broken file
     for i in range(2):

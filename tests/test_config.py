@@ -50,6 +50,7 @@ def test_unknown_recipe_lists_known():
         ("optimizer", "adagrad", "one of"),
         ("precision", "float16", "one of"),
         ("scale", 0, "a positive number"),
+        ("tta", "vertical", "one of ['none', 'flip', 'flip-shift']"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):
@@ -96,3 +97,8 @@ def test_to_toml_round_trips_through_load_config(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text(to_toml(config))
     assert load_config(path) == config
+
+
+def test_tta_bools_of_older_run_folders_mean_flip_and_none():
+    assert TrainConfig().replace(tta=True).tta == "flip"
+    assert TrainConfig().replace(tta=False).tta == "none"

@@ -79,3 +79,35 @@ def test_tta_is_the_average_of_the_two_passes():
     both = predict_proba(model, x, batch_size=16, tta=True)
     np.testing.assert_allclose(both, (plain + mirrored) / 2, rtol=1e-6)
     assert not np.allclose(both, plain)
+
+
+class TopHeavy:
+    """A 'model' whose output depends on which half (top, bottom) is brighter: mirroring
+    leaves it alone, vertical shifts change it."""
+
+    def __call__(self, x, training=False):
+        x = np.asarray(x, dtype="float32")
+        top = x[:, :14].mean(axis=(1, 2, 3))
+        bottom = x[:, 14:].mean(axis=(1, 2, 3))
+        p = np.full((len(x), 10), 0.01, dtype="float32")
+        p[:, 0] += (top > bottom) * 0.9
+        p[:, 1] += (top <= bottom) * 0.9
+        return p
+
+
+def test_flip_shift_tta_is_the_average_of_its_18_views():
+    from fashion_cnn.evaluate import predict_proba
+    from fashion_cnn.tta import shift_images
+
+    x = np.random.default_rng(1).integers(0, 100, (40, 28, 28, 1)).astype("float32")
+    x[:, 13:15] = 255  # a bright band across the middle: 1-pixel shifts move it up or down
+    model = TopHeavy()
+    views = [
+        predict_proba(model, shift_images(np.ascontiguousarray(v), dy, dx), batch_size=16)
+        for v in (x, x[:, :, ::-1])
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ]
+    got = predict_proba(model, x, batch_size=16, tta="flip-shift")
+    np.testing.assert_allclose(got, np.mean(views, axis=0), rtol=1e-6)
+    assert not np.allclose(got, predict_proba(model, x, batch_size=16, tta="flip"))

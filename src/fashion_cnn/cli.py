@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fashion_cnn.errors import FashionCnnError
+from fashion_cnn.tta import TTA_VIEWS
 
 log = logging.getLogger("fashion_cnn")
 
@@ -136,7 +137,7 @@ def cmd_evaluate(args) -> int:
     data = _load_data(args)
     metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
     names = metrics["class_names"]
-    tta = " (flip TTA)" if metrics["tta"] else ""
+    tta = f" ({metrics['tta']} TTA)" if metrics["tta"] != "none" else ""
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}{tta}"
     )
@@ -413,10 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
     p.add_argument(
         "--tta",
-        action=argparse.BooleanOptionalAction,
+        nargs="?",
+        const="flip",
+        choices=list(TTA_VIEWS),
         default=None,
-        help="average each image's prediction with its mirror image's (default: the recipe's)",
+        help="test-time augmentation: flip (the mean of each image's and its mirror's "
+        "prediction; `--tta` alone), flip-shift (18 views: also shifted by 1 pixel), none "
+        "(default: the recipe's)",
     )
+    p.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="--tta none")
     _add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 

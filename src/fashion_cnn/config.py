@@ -56,8 +56,10 @@ class TrainConfig:
         translate: largest random shift in pixels (0 = off).
         flip: random horizontal flips (never vertical).
         erase: probability of random erasing per image (0 = off).
-        tta: evaluate this run with horizontal-flip test-time augmentation by default
-            (`fashion-cnn evaluate --tta/--no-tta` overrides).
+        tta: the test-time augmentation this run is evaluated with by default: "none",
+            "flip" (horizontal mirror) or "flip-shift" (mirror and 1-pixel shifts, 18 views);
+            `fashion-cnn evaluate --tta MODE/--no-tta` overrides. true/false (run folders
+            written before the modes) mean "flip"/"none".
     """
 
     recipe: str = "custom"
@@ -82,7 +84,7 @@ class TrainConfig:
     translate: int = 0
     flip: bool = False
     erase: float = 0.0
-    tta: bool = False
+    tta: str = "none"
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self.
@@ -91,6 +93,7 @@ class TrainConfig:
             ConfigError: naming the field, what was expected and what was received.
         """
         from fashion_cnn.models import MODELS
+        from fashion_cnn.tta import TTA_VIEWS, tta_mode
 
         def bad(field: str, expected: str) -> ConfigError:
             value = getattr(self, field)
@@ -148,8 +151,10 @@ class TrainConfig:
             raise bad("flip", "true or false")
         if not is_num(self.erase) or not 0 <= self.erase <= 1:
             raise bad("erase", "a probability in [0, 1]")
-        if not isinstance(self.tta, bool):
-            raise bad("tta", "true or false")
+        if isinstance(self.tta, bool):
+            self.tta = tta_mode(self.tta)
+        if self.tta not in TTA_VIEWS:
+            raise bad("tta", f"one of {list(TTA_VIEWS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from fashion_cnn.data import CLASS_NAMES
+from fashion_cnn.tta import TTA_VIEWS, shift_images, tta_mode
 
 EPS = 1e-7  # Keras' clipping for cross-entropy
 
@@ -43,7 +44,9 @@ def forward_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     return fn
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
+def predict_proba(
+    model, x: np.ndarray, batch_size: int = 1024, tta: str | bool = "none"
+) -> np.ndarray:
     """Class probabilities for raw 0-255 images, shape (N, 10), float32.
 
     Calls the model directly on batches (no `model.predict` progress machinery), compiled
@@ -53,19 +56,27 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = Fals
         model: a callable Keras model taking (B, 28, 28, 1) raw pixels.
         x: images (N, 28, 28, 1), any numeric dtype, 0-255.
         batch_size: images per call.
-        tta: average the probabilities of each image and its horizontal mirror.
+        tta: test-time augmentation, a key of `TTA_VIEWS`: "none", "flip" (the mean of each
+            image's and its horizontal mirror's probabilities) or "flip-shift" (18 views:
+            both, each also shifted by one pixel in the 8 directions). True means "flip".
+
+    Raises:
+        ValueError: an unknown `tta`.
     """
+    views = TTA_VIEWS[tta_mode(tta)]
     forward = forward_fn(model)
     out = []
     for i in range(0, len(x), batch_size):
         batch = np.asarray(x[i : i + batch_size], dtype="float32").reshape(-1, 28, 28, 1)
-        probs = forward(batch)
-        if tta:
-            probs = (probs + forward(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
-        out.append(probs)
+        mirror = np.ascontiguousarray(batch[:, :, ::-1])
+        probs = sum(
+            forward(shift_images(mirror if mirrored else batch, dy, dx))
+            for mirrored, dy, dx in views
+        )
+        out.append(probs / len(views))
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype="float32")
-    return np.concatenate(out)
+    return np.concatenate(out).astype("float32")
 
 
 def most_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int]]:

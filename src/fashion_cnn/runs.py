@@ -12,6 +12,7 @@ from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import compute_metrics, predict_proba
 from fashion_cnn.io_utils import read_json, write_json, write_text
 from fashion_cnn.train import BEST_FILE, CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+from fashion_cnn.tta import tta_mode
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -62,7 +63,7 @@ def load_calibration(run_dir: str | Path) -> dict | None:
 
 
 def evaluate_run(
-    run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: bool | None = None
+    run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: str | None = None
 ) -> dict:
     """Evaluates a run on the test set; writes `metrics.json` and `report.html` beside it.
 
@@ -70,7 +71,8 @@ def evaluate_run(
         run_dir: a finished run folder.
         data: the dataset (only the test part is used).
         checkpoint: "final" or "best".
-        tta: horizontal-flip test-time augmentation (default: the run config's `tta`).
+        tta: test-time augmentation, a key of `evaluate.TTA_VIEWS` (default: the run
+            config's `tta`).
 
     Returns:
         The metrics dict (see `compute_metrics`), plus the checkpoint and TTA setting used.
@@ -80,8 +82,7 @@ def evaluate_run(
     run = Path(run_dir)
     model = load_run_model(run, checkpoint)
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}
-    if tta is None:
-        tta = bool(config.get("tta", False))
+    tta = tta_mode(config.get("tta", False) if tta is None else tta)
     probs = predict_proba(model, data.x_test, tta=tta)
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
