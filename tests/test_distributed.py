@@ -75,7 +75,7 @@ def test_multiworker_needs_a_cluster(tmp_path, capsys, monkeypatch):
 
 
 def test_tf_config_is_built_from_workers(monkeypatch):
-    from fashion_cnn import cli
+    from fashion_cnn import cli, commands
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     made = []
@@ -85,7 +85,7 @@ def test_tf_config_is_built_from_workers(monkeypatch):
     args = cli.build_parser().parse_args(
         ["train", "--strategy", "multiworker", "--workers", "a:1,b:2", "--rank", "1"]
     )
-    cli._make_strategy(args)
+    commands._make_strategy(args)
     assert json.loads(os.environ["TF_CONFIG"]) == {
         "cluster": {"worker": ["a:1", "b:2"]},
         "task": {"type": "worker", "index": 1},

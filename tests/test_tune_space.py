@@ -26,7 +26,7 @@ def write_space(tmp_path, text=TINY, name="space.toml"):
 
 
 def test_shipped_default_space_loads():
-    from fashion_cnn.cli import _space_path
+    from fashion_cnn.commands import _space_path
 
     space = load_space(_space_path("default"))
     assert space.recipe == "fast" and "learning_rate" in space.hyperparameters

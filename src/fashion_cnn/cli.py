@@ -1,17 +1,16 @@
 """The `fashion-cnn` command: the only place that parses arguments, sets up logging and the
-Keras backend. Each subcommand is a thin call into the library.
+Keras backend. Each subcommand is a handler in `commands.py`, a thin call into the library.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from fashion_cnn import commands
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.tta import TTA_VIEWS
 
@@ -41,319 +40,6 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_data(args):
-    from fashion_cnn.data import load_data
-
-    data = load_data(args.data_dir, download=not args.no_download)
-    log.info("data: %s", data.source)
-    return data
-
-
-def cmd_data(args) -> int:
-    from fashion_cnn.data import FILES, find_data, verify_dir
-
-    path, how = find_data(args.data_dir, download=not args.no_download)
-    arrays = verify_dir(path)
-    print(f"Fashion-MNIST found in {path} ({how}); all files verified:")
-    for key, spec in FILES.items():
-        print(f"  {spec.name:28s} {len(arrays[key]):6d} items  sha256(idx)={spec.sha256[:16]}…")
-    return 0
-
-
-def _resolve_config(args):
-    from fashion_cnn.config import load_config, load_recipe
-
-    config = load_config(args.config) if args.config else load_recipe(args.recipe)
-    return config.replace(
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        precision=args.precision,
-        train_subset=args.train_subset,
-    )
-
-
-def _make_strategy(args):
-    """The `tf.distribute` strategy of `--strategy` (None: the default, one process)."""
-    if args.strategy == "none":
-        if args.workers or args.rank is not None:
-            raise FashionCnnError("--workers and --rank need --strategy multiworker")
-        return None
-    import tensorflow as tf
-
-    if args.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if args.workers:
-        hosts = [h.strip() for h in args.workers.split(",") if h.strip()]
-        for h in hosts:
-            _host_port(h, "--workers")
-        if args.rank is None or not 0 <= args.rank < len(hosts):
-            raise FashionCnnError(
-                f"Invalid value for `--rank`: expected an integer in [0, {len(hosts) - 1}] "
-                f"(this worker's position in --workers), received {args.rank}"
-            )
-        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": args.rank}}
-        os.environ["TF_CONFIG"] = json.dumps(tf_config)
-    elif "TF_CONFIG" not in os.environ:
-        raise FashionCnnError(
-            "--strategy multiworker needs the cluster: set TF_CONFIG, or pass "
-            "--workers host1:port,host2:port and --rank N"
-        )
-    try:
-        cluster = json.loads(os.environ["TF_CONFIG"])
-        n_workers = len(cluster["cluster"].get("worker", [])) + len(
-            cluster["cluster"].get("chief", [])
-        )
-        task = cluster["task"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise FashionCnnError(f"TF_CONFIG is not a valid cluster description: {e}") from None
-    log.info("multi-worker training: %s %s of %d", task.get("type"), task.get("index"), n_workers)
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def cmd_train(args) -> int:
-    from fashion_cnn.train import train
-
-    config = _resolve_config(args)
-    out = Path(args.out or f"runs/{config.recipe}-seed{config.seed}")
-    strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
-    data = _load_data(args)
-    log.info("training %s into %s", json.dumps(config.to_dict()), out)
-    verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
-    try:
-        train(config, data, out, verbose=verbose, overwrite=args.overwrite, strategy=strategy)
-    except KeyboardInterrupt:
-        log.error("interrupted. Run the same command again to resume from the last finished epoch.")
-        return 130
-    print(f"trained: {out}  (next: fashion-cnn evaluate {out})")
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from fashion_cnn.runs import REPORT_FILE, evaluate_run
-
-    data = _load_data(args)
-    metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
-    names = metrics["class_names"]
-    tta = f" ({metrics['tta']} TTA)" if metrics["tta"] != "none" else ""
-    print(
-        f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}{tta}"
-    )
-    for t, p, c in metrics["most_confused"][:3]:
-        print(f"  {names[t]} predicted as {names[p]}: {c}")
-    print(f"report: {Path(args.run) / REPORT_FILE}")
-    return 0
-
-
-def cmd_predict(args) -> int:
-    from fashion_cnn.engines import KerasEngine, load_engine
-    from fashion_cnn.predict import predict_inputs, to_csv
-    from fashion_cnn.runs import load_calibration, load_run_model
-
-    if not 1 <= args.top_k <= 10:
-        raise FashionCnnError(
-            f"Invalid value for `--top-k`: expected an integer in [1, 10], received {args.top_k}"
-        )
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise FashionCnnError(
-            "Invalid value for `--threshold`: expected a float in [0, 1], "
-            f"received {args.threshold}"
-        )
-    engine = load_engine(args.run, args.engine, args.checkpoint)
-    explain_model = None  # Grad-CAM runs on the Keras model, whatever the engine
-    if args.explain:
-        explain_model = (
-            engine.model
-            if isinstance(engine, KerasEngine)
-            else load_run_model(args.run, args.checkpoint)
-        )
-    log.debug("engine: %s", engine.name)
-    calibration = load_calibration(args.run) or {}
-    threshold = args.threshold if args.threshold is not None else calibration.get("threshold", 0.5)
-    results = predict_inputs(
-        engine,
-        args.images,
-        k=args.top_k,
-        temperature=calibration.get("temperature", 1.0),
-        threshold=threshold,
-        show_input=args.show_input,
-        explain=args.explain,
-        progress=sys.stderr.isatty() and len(args.images) > 1,
-        explain_model=explain_model,
-    )
-    failed = [r for r in results if "error" in r]
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif args.csv:
-        sys.stdout.write(to_csv(results, args.top_k))
-    else:
-        for r in results:
-            if "error" in r:
-                continue
-            best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["predictions"])
-            print(f"{r['file']}: {r['label']}  ({best})")
-    for r in failed:
-        print(f"error: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_robustness(args) -> int:
-    from fashion_cnn.runs import robustness_run
-
-    if args.limit < 1:
-        raise FashionCnnError(
-            f"Invalid value for `--limit`: expected an integer >= 1, received {args.limit}"
-        )
-    data = _load_data(args)
-    result = robustness_run(args.run, data, limit=args.limit, seed=args.seed)
-    print(f"clean accuracy {result['clean_accuracy']:.4f} on {result['n']} test images")
-    for name, r in result["shifts"].items():
-        print(f"  {name:24s} {r['accuracy']:.4f}  ({r['relative']:.0%} of clean)")
-    print(f"mean under shift {result['mean_shifted_accuracy']:.4f} ({result['mean_relative']:.0%})")
-    print(f"report: {Path(args.run) / 'robustness.html'}")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    import uvicorn
-
-    from fashion_cnn.engines import default_engine, load_engine
-    from fashion_cnn.runs import load_run_model
-
-    load_run_model(args.run)  # fail here, with a clear message, not inside a worker
-    engine = args.engine or default_engine(args.run)
-    load_engine(args.run, engine)
-    if args.workers < 1:
-        raise FashionCnnError(
-            f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
-        )
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s: reachable from other machines", args.host)
-    print(
-        f"serving {args.run} ({engine} engine) on http://{args.host}:{args.port}/  "
-        "(API docs at /docs)"
-    )
-    if args.workers == 1:
-        from fashion_cnn.serve.app import create_app
-
-        uvicorn.run(
-            create_app(args.run, engine=engine), host=args.host, port=args.port, log_level="warning"
-        )
-    else:
-        os.environ["FASHION_CNN_RUN"] = str(Path(args.run).resolve())
-        os.environ["FASHION_CNN_ENGINE"] = engine
-        uvicorn.run(
-            "fashion_cnn.serve.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level="warning",
-        )
-    return 0
-
-
-def cmd_export(args) -> int:
-    from fashion_cnn.export import export_run
-
-    data = _load_data(args)
-    card = export_run(
-        args.run,
-        data,
-        args.format,
-        out=args.out,
-        quantize=args.quantize,
-        overwrite=args.overwrite,
-    )
-    p = card["parity"]
-    print(
-        f"parity on {p['n']} test images: max |dp| {p['max_abs_diff']:.1e}, same class "
-        f"{p['agreement']:.2%}, accuracy {p['export_accuracy']:.2%} "
-        f"(Keras float32 {p['keras_accuracy']:.2%})"
-    )
-    print(f"exported: {card['export_dir']}")
-    return 0
-
-
-def _host_port(text: str, flag: str) -> tuple[str, str]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FashionCnnError(
-            f"Invalid value for `{flag}`: expected HOST:PORT such as 10.0.0.5:8100, "
-            f"received {text!r}"
-        )
-    return host, port
-
-
-def cmd_tune(args) -> int:
-    import socket
-
-    from fashion_cnn.tune_space import load_space
-    from fashion_cnn.tuning import TuneOptions, search
-
-    space = load_space(_space_path(args.space))
-    options = TuneOptions(
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        budget_minutes=args.budget_minutes,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    ).validate()
-    role = "local"
-    if args.chief or args.worker:
-        host, port = _host_port(args.chief or args.worker, "--chief" if args.chief else "--worker")
-        role = "chief" if args.chief else "worker"
-        tuner_id = (
-            "chief"
-            if args.chief
-            else (args.tuner_id or f"worker-{socket.gethostname()}-{os.getpid()}")
-        )
-        # KerasTuner's distributed mode is configured by these variables.
-        os.environ.update(
-            KERASTUNER_TUNER_ID=tuner_id,
-            KERASTUNER_ORACLE_IP=host,
-            KERASTUNER_ORACLE_PORT=port,
-        )
-        log.info("distributed search: %s %s, oracle at %s:%s", role, tuner_id, host, port)
-    data = None if role == "chief" else _load_data(args)
-    try:
-        summary = search(space, data, args.out, options)
-    except KeyboardInterrupt:
-        log.error("interrupted. Run the same command again to continue the search.")
-        return 130
-    if role == "worker":
-        print(f"worker {summary['tuner_id']} done")
-        return 0
-    best = summary["best"]
-    print(f"{summary['completed']} trials completed in {args.out}")
-    if best:
-        print(
-            f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}, "
-            f"{best['values']}"
-        )
-        print(f"recipe: {best['recipe_file']}  (fashion-cnn train --config {best['recipe_file']})")
-    print(f"report: {Path(args.out) / 'tune_report.html'}")
-    return 0
-
-
-def _space_path(space: str) -> Path:
-    """A search-space file, or the name of one shipped with the package."""
-    from importlib import resources
-
-    path = Path(space)
-    if path.exists() or path.suffix:
-        return path
-    shipped = resources.files("fashion_cnn") / "spaces" / f"{space}.toml"
-    if not shipped.is_file():
-        raise FashionCnnError(
-            f"Invalid value for `--space`: {space!r} is neither a file nor a shipped space "
-            "(shipped: default)"
-        )
-    return Path(str(shipped))
-
-
 def _add_engine_arg(p: argparse.ArgumentParser) -> None:
     from fashion_cnn.engines import ENGINES
 
@@ -375,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="find and verify the dataset, and say where it is")
     _add_data_args(p)
-    p.set_defaults(func=cmd_data)
+    p.set_defaults(func=commands.cmd_data)
 
     p = sub.add_parser("train", help="train a recipe into a run folder (resumes if interrupted)")
     src = p.add_mutually_exclusive_group()
@@ -407,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keras output: 1 progress bar, 2 a line per epoch (default: 1 on a terminal)",
     )
     _add_data_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("evaluate", help="test-set metrics, metrics.json and report.html")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
@@ -424,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-tta", dest="tta", action="store_const", const="none", help="--tta none")
     _add_data_args(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files, folders or stdin")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
@@ -444,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", metavar="DIR", help="save a Grad-CAM overlay per prediction")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
     _add_engine_arg(p)
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=commands.cmd_predict)
     p = sub.add_parser(
         "robustness", help="accuracy on the test set rendered as product photos, per shift"
     )
@@ -452,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=2000, help="test images per shift (max 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rendering")
     _add_data_args(p)
-    p.set_defaults(func=cmd_robustness)
+    p.set_defaults(func=commands.cmd_robustness)
 
     p = sub.add_parser("serve", help="web page and HTTP API for a trained run")
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
@@ -460,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="server processes")
     _add_engine_arg(p)
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=commands.cmd_serve)
 
     p = sub.add_parser("tune", help="hyperparameter search with KerasTuner (resumable)")
     p.add_argument("--space", default="default", help="search-space file, or a shipped one")
@@ -475,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--worker", metavar="HOST:PORT", help="run trials from the chief there")
     p.add_argument("--tuner-id", help="this worker's unique name (default: worker-HOST-PID)")
     _add_data_args(p)
-    p.set_defaults(func=cmd_tune)
+    p.set_defaults(func=commands.cmd_tune)
 
     p = sub.add_parser(
         "export", help="SavedModel, ONNX or LiteRT export, checked against the Keras model"
@@ -488,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="export folder (default: RUN/exports/FORMAT[-int8])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     _add_data_args(p)
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=commands.cmd_export)
     return parser
 
 
