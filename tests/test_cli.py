@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fashion_cnn.cli import main
-from fashion_cnn.io_utils import read_json
+from fashion_cnn.io_utils import read_json, write_json
 
 
 def test_help_and_usage_errors(capsys):
@@ -82,6 +82,12 @@ def test_train_evaluate_predict_on_real_subset(real_data, tmp_path, capsys):
     assert main(["evaluate", str(run), "--no-tta", "--no-download"]) == 0
     assert read_json(run / "metrics.json")["tta"] == "none"
     assert "TTA)" not in capsys.readouterr().out
+    config = read_json(run / "config.json")
+    write_json(run / "config.json", {**config, "tta": "sideways"})
+    assert main(["evaluate", str(run), "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for `tta`" in err and "config.json" in err and "Traceback" not in err
+    write_json(run / "config.json", config)
 
     # predict: two real test images as PNG files, one broken file
     for i in range(2):

@@ -71,18 +71,24 @@ def evaluate_run(
         run_dir: a finished run folder.
         data: the dataset (only the test part is used).
         checkpoint: "final" or "best".
-        tta: test-time augmentation, a key of `evaluate.TTA_VIEWS` (default: the run
-            config's `tta`).
+        tta: test-time augmentation, a key of `tta.TTA_VIEWS` (default: the run config's
+            `tta`).
 
     Returns:
         The metrics dict (see `compute_metrics`), plus the checkpoint and TTA setting used.
+
+    Raises:
+        RunError: the model cannot be loaded, or the TTA mode is unknown.
     """
     from fashion_cnn.report import GALLERY_PAIRS, gallery_indices, render_html
 
     run = Path(run_dir)
     model = load_run_model(run, checkpoint)
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).exists() else {}
-    tta = tta_mode(config.get("tta", False) if tta is None else tta)
+    try:
+        tta = tta_mode(config.get("tta", False) if tta is None else tta)
+    except ValueError as e:
+        raise RunError(f"{e} (in {run / CONFIG_FILE} or the `tta` argument)") from None
     probs = predict_proba(model, data.x_test, tta=tta)
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
