@@ -57,15 +57,20 @@ def test_most_confused_is_sorted_and_off_diagonal():
 
 
 class Lopsided:
-    """A 'model' whose output depends on which half of the image is brighter."""
+    """A 'model' whose output depends on which half of the image is brighter: the left or
+    right half (axis 2; mirroring changes the answer) or the top or bottom half (axis 1;
+    mirroring doesn't, vertical shifts can)."""
+
+    def __init__(self, axis: int = 2):
+        self.axis = axis
 
     def __call__(self, x, training=False):
-        x = np.asarray(x, dtype="float32")
-        left = x[:, :, :14].mean(axis=(1, 2, 3))
-        right = x[:, :, 14:].mean(axis=(1, 2, 3))
+        x = np.moveaxis(np.asarray(x, dtype="float32"), self.axis, 1)
+        first = x[:, :14].mean(axis=(1, 2, 3))
+        second = x[:, 14:].mean(axis=(1, 2, 3))
         p = np.full((len(x), 10), 0.01, dtype="float32")
-        p[:, 0] += (left > right) * 0.9
-        p[:, 1] += (left <= right) * 0.9
+        p[:, 0] += (first > second) * 0.9
+        p[:, 1] += (first <= second) * 0.9
         return p
 
 
@@ -81,27 +86,13 @@ def test_tta_is_the_average_of_the_two_passes():
     assert not np.allclose(both, plain)
 
 
-class TopHeavy:
-    """A 'model' whose output depends on which half (top, bottom) is brighter: mirroring
-    leaves it alone, vertical shifts change it."""
-
-    def __call__(self, x, training=False):
-        x = np.asarray(x, dtype="float32")
-        top = x[:, :14].mean(axis=(1, 2, 3))
-        bottom = x[:, 14:].mean(axis=(1, 2, 3))
-        p = np.full((len(x), 10), 0.01, dtype="float32")
-        p[:, 0] += (top > bottom) * 0.9
-        p[:, 1] += (top <= bottom) * 0.9
-        return p
-
-
 def test_flip_shift_tta_is_the_average_of_its_18_views():
     from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.tta import shift_images
 
     x = np.random.default_rng(1).integers(0, 100, (40, 28, 28, 1)).astype("float32")
     x[:, 13:15] = 255  # a bright band across the middle: 1-pixel shifts move it up or down
-    model = TopHeavy()
+    model = Lopsided(axis=1)  # top vs bottom
     views = [
         predict_proba(model, shift_images(np.ascontiguousarray(v), dy, dx), batch_size=16)
         for v in (x, x[:, :, ::-1])
