@@ -17,11 +17,27 @@ from fashion_cnn.tta import TTA_VIEWS
 log = logging.getLogger("fashion_cnn")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to the `sys.stderr` of the moment, not the one it was created
+    with, so that `main` can be called again after stderr was replaced (tests, notebooks)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup(verbose: bool = False) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
