@@ -19,22 +19,22 @@ from pathlib import Path
 import numpy as np
 
 SHIFTS_1 = [(0, 1), (0, -1), (1, 0), (-1, 0)]
-SHIFTS_DIAG = [(1, 1), (1, -1), (-1, 1), (-1, -1)]
 
 
 def view_sets() -> dict[str, list[tuple[bool, int, int]]]:
-    """Named view sets as (mirrored, dy, dx) triples."""
+    """Named view sets as (mirrored, dy, dx) triples; the shipped modes come from
+    `fashion_cnn.tta.TTA_VIEWS`."""
+    from fashion_cnn.tta import TTA_VIEWS
+
     both = [False, True]
     return {
-        "plain": [(False, 0, 0)],
-        "flip": [(m, 0, 0) for m in both],
-        "flip+shift1 (10)": [(m, 0, 0) for m in both]
+        "plain": TTA_VIEWS["none"],
+        "flip": TTA_VIEWS["flip"],
+        "flip+shift1 (10)": TTA_VIEWS["flip"] + [(m, dy, dx) for m in both for dy, dx in SHIFTS_1],
+        "flip+shift1+diag (18)": TTA_VIEWS["flip-shift"],
+        "flip+shift1, centre x2 (12)": TTA_VIEWS["flip"] * 2
         + [(m, dy, dx) for m in both for dy, dx in SHIFTS_1],
-        "flip+shift1+diag (18)": [(m, 0, 0) for m in both]
-        + [(m, dy, dx) for m in both for dy, dx in SHIFTS_1 + SHIFTS_DIAG],
-        "flip+shift1, centre x2 (12)": [(m, 0, 0) for m in both] * 2
-        + [(m, dy, dx) for m in both for dy, dx in SHIFTS_1],
-        "flip+shift2 (10)": [(m, 0, 0) for m in both]
+        "flip+shift2 (10)": TTA_VIEWS["flip"]
         + [(m, 2 * dy, 2 * dx) for m in both for dy, dx in SHIFTS_1],
     }
 

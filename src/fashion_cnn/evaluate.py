@@ -68,15 +68,14 @@ def predict_proba(
     out = []
     for i in range(0, len(x), batch_size):
         batch = np.asarray(x[i : i + batch_size], dtype="float32").reshape(-1, 28, 28, 1)
-        mirror = np.ascontiguousarray(batch[:, :, ::-1])
-        probs = sum(
-            forward(shift_images(mirror if mirrored else batch, dy, dx))
-            for mirrored, dy, dx in views
-        )
+        sources = {False: batch}
+        if any(mirrored for mirrored, _, _ in views):
+            sources[True] = np.ascontiguousarray(batch[:, :, ::-1])
+        probs = sum(forward(shift_images(sources[m], dy, dx)) for m, dy, dx in views)
         out.append(probs / len(views))
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype="float32")
-    return np.concatenate(out).astype("float32")
+    return np.concatenate(out)
 
 
 def most_confused(cm: np.ndarray, k: int = 10) -> list[tuple[int, int, int]]:
