@@ -6,7 +6,7 @@ drift between training and the app. A model trained in mixed_bfloat16 is exporte
 float32 (its weights are float32 already; only the compute dtype changes).
 
 Before anything is written, the artifact is run on the test images and compared with the
-float32 Keras model (see `PARITY`); an export that fails is refused. The folder holds the
+float32 Keras model (see `parity.PARITY`); an export that fails is refused. The folder holds the
 artifact and `card.json`, and appears only complete (written beside, then renamed).
 """
 
@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from fashion_cnn.data import CLASS_NAMES, FILES, Dataset
 from fashion_cnn.engines import CARD_FILE, LITERT_FILE, ONNX_FILE, export_dir, open_artifact
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import read_json, write_json
+from fashion_cnn.parity import PARITY, check_parity
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,6 @@ INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads numbered version folders
 CALIBRATION_IMAGES = 1000  # training images used to set int8 ranges (never test images)
-
-
-@dataclass(frozen=True)
-class Parity:
-    """What an export must match against the Keras model on the test images."""
-
-    max_abs_diff: float | None  # largest allowed |p_export - p_keras|, None: not checked
-    min_agreement: float  # fraction of images with the same predicted class
-    max_accuracy_drop: float | None  # test-accuracy points the export may lose
-
-
-PARITY = {
-    None: Parity(max_abs_diff=1e-4, min_agreement=0.999, max_accuracy_drop=None),
-    "int8": Parity(max_abs_diff=None, min_agreement=0.995, max_accuracy_drop=0.3),
-}
 
 
 class ExportError(FashionCnnError):
@@ -187,47 +172,6 @@ def _open_savedmodel(path: Path):
 def _batched(engine, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     parts = [engine(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(parts).astype(np.float32)
-
-
-def check_parity(
-    reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, parity: Parity
-) -> dict:
-    """Compares an export's probabilities with the Keras model's on the same images.
-
-    Returns:
-        max_abs_diff, agreement, keras_accuracy, export_accuracy, accuracy_drop (points),
-        and `failures`: a list of messages, empty when the export passes.
-    """
-    labels = np.asarray(labels).astype(int)
-    diff = float(np.abs(probs - reference).max()) if len(probs) else 0.0
-    agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
-    keras_acc = float((reference.argmax(1) == labels).mean())
-    export_acc = float((probs.argmax(1) == labels).mean())
-    drop = 100 * (keras_acc - export_acc)
-    failures = []
-    if parity.max_abs_diff is not None and diff > parity.max_abs_diff:
-        failures.append(
-            f"max |probability difference| {diff:.2e} exceeds {parity.max_abs_diff:.0e} "
-            f"({diff / parity.max_abs_diff:.1f}x the limit)"
-        )
-    if agreement < parity.min_agreement:
-        failures.append(
-            f"same predicted class on {agreement:.2%} of images, below {parity.min_agreement:.1%}"
-        )
-    if parity.max_accuracy_drop is not None and drop > parity.max_accuracy_drop:
-        failures.append(
-            f"test accuracy {export_acc:.2%} is {drop:.2f} points below the Keras model's "
-            f"{keras_acc:.2%} (at most {parity.max_accuracy_drop} allowed)"
-        )
-    return {
-        "n": int(len(labels)),
-        "max_abs_diff": diff,
-        "agreement": agreement,
-        "keras_accuracy": keras_acc,
-        "export_accuracy": export_acc,
-        "accuracy_drop_points": drop,
-        "failures": failures,
-    }
 
 
 def _git_commit() -> str | None:
