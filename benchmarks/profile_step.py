@@ -33,7 +33,7 @@ from fashion_cnn.config import load_recipe
 from fashion_cnn.models import build_model
 c = load_recipe(sys.argv[1]); steps = int(sys.argv[2])
 keras.config.set_dtype_policy(c.precision)
-m = build_model(c.model, scale=c.scale, width=c.width)
+m = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn)
 m.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "categorical_crossentropy",
           metrics=["accuracy"], jit_compile=c.jit_compile)
 rng = np.random.default_rng(0)

@@ -51,6 +51,7 @@ def test_unknown_recipe_lists_known():
         ("precision", "float16", "one of"),
         ("scale", 0, "a positive number"),
         ("tta", "vertical", "one of ['none', 'flip', 'flip-shift']"),
+        ("fused_bn", "yes", "true or false"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):

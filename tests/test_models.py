@@ -71,3 +71,85 @@ def test_convnet_width_scales_channels():
     small, wide = build_model("convnet", width=1), build_model("convnet", width=2)
     assert wide.count_params() > 3.5 * small.count_params()
     assert small.get_layer("s3b_conv").filters == 128
+
+
+def _bn_pair(dtype_policy="float32"):
+    """A Keras BatchNormalization and a FusedBatchNormalization with the same weights.
+
+    Returns:
+        (stock layer, fused layer, input batch, initial moving variance).
+    """
+    from fashion_cnn.models import FusedBatchNormalization
+
+    stock = keras.layers.BatchNormalization(momentum=0.9, dtype=dtype_policy)
+    fused = FusedBatchNormalization(momentum=0.9, dtype=dtype_policy)
+    rng = np.random.default_rng(0)
+    for layer in (stock, fused):
+        layer.build((None, 5, 5, 3))
+    weights = [rng.normal(1.0, 0.3, 3).astype("float32") for _ in range(4)]
+    weights[3] = np.abs(weights[3])  # gamma, beta, moving mean, moving variance
+    stock.set_weights(weights)
+    fused.set_weights(weights)
+    x = rng.normal(2.0, 3.0, (8, 5, 5, 3)).astype("float32")
+    return stock, fused, x, weights[3]
+
+
+def test_fused_batchnorm_trains_like_keras_batchnorm():
+    stock, fused, x, variance0 = _bn_pair()
+    y_stock = np.asarray(stock(x, training=True))
+    y_fused = np.asarray(fused(x, training=True))
+    np.testing.assert_allclose(y_fused, y_stock, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), stock.moving_mean.numpy(), rtol=1e-5)
+    # The moving variance: Keras averages in the batch variance, the fused kernel the same
+    # with Bessel's correction (n / (n - 1); n = 200 here, >= 12,544 in `convnet`).
+    batch_var = x.reshape(-1, 3).var(axis=0)
+    np.testing.assert_allclose(
+        stock.moving_variance.numpy(), 0.9 * variance0 + 0.1 * batch_var, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        fused.moving_variance.numpy(), 0.9 * variance0 + 0.1 * batch_var * 200 / 199, rtol=1e-4
+    )
+
+
+def test_fused_batchnorm_has_keras_batchnorms_gradients():
+    import tensorflow as tf
+
+    stock, fused, x, _ = _bn_pair()
+    w = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype("float32"))
+    grads = []
+    for layer in (stock, fused):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            loss = tf.reduce_sum(layer(xt, training=True) * w)
+        grads.append(tape.gradient(loss, [xt, layer.gamma.value, layer.beta.value]))
+    for g_stock, g_fused in zip(*grads, strict=True):
+        np.testing.assert_allclose(g_fused.numpy(), g_stock.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_fused_batchnorm_infers_exactly_like_keras_batchnorm():
+    stock, fused, x, _ = _bn_pair()
+    np.testing.assert_array_equal(np.asarray(fused(x)), np.asarray(stock(x)))
+
+
+def test_fused_batchnorm_runs_in_bfloat16_and_returns_it():
+    _, fused, x, _ = _bn_pair("mixed_bfloat16")
+    y = fused(x, training=True)
+    assert y.dtype == "bfloat16"
+    mean = np.asarray(keras.ops.cast(y, "float32")).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(mean, fused.beta.numpy(), atol=0.05)
+
+
+def test_fused_bn_convnet_trains_saves_and_loads(tmp_path):
+    model = build_model("convnet", scale=1 / 255, width=1, fused_bn=True)
+    assert type(model.get_layer("stem_bn")).__name__ == "FusedBatchNormalization"
+    model.compile("sgd", "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 28, 28, 1)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 10, 32), 10)
+    before = model.get_layer("stem_bn").moving_mean.numpy().copy()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert not np.allclose(model.get_layer("stem_bn").moving_mean.numpy(), before)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)

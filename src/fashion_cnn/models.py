@@ -15,13 +15,16 @@ from keras import layers
 INPUT_SHAPE = (28, 28, 1)
 
 
-def build_seed(scale: float = 1.0, num_classes: int = 10, width: int = 1) -> keras.Model:
+def build_seed(
+    scale: float = 1.0, num_classes: int = 10, width: int = 1, fused_bn: bool = False
+) -> keras.Model:
     """The blog's network, exactly: 3 convolutions, 2 poolings, 2 dense layers (93,322 weights).
 
     Args:
         scale: factor for raw pixels (the blog's notebook fed raw 0-255 pixels: 1.0).
         num_classes: size of the softmax.
         width: ignored (the blog's widths are fixed).
+        fused_bn: ignored (the blog's network has no BatchNorm).
     """
     return keras.Sequential(
         [
@@ -40,15 +43,59 @@ def build_seed(scale: float = 1.0, num_classes: int = 10, width: int = 1) -> ker
     )
 
 
-def _conv_bn_relu(x, filters: int, pool: bool, name: str):
+@keras.saving.register_keras_serializable(package="fashion_cnn")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """`BatchNormalization` whose training step runs TensorFlow's fused kernel.
+
+    Keras 3 normalizes a batch with separate element-wise ops in float32 (cast, mean,
+    variance, scale and shift, cast back, and as many again for the gradient). On the
+    TensorFlow backend this layer trains with `FusedBatchNormV3` instead: one kernel each
+    way, on bf16 activations directly, and the same moving-average update. Inference, and
+    any other backend, run the parent's code, so a trained model computes exactly what a
+    `BatchNormalization` with the same weights computes. Only 4-D channels-last inputs
+    without masks take the fused path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fused = (
+            training
+            and self.trainable
+            and mask is None
+            and keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3, [-1], [3])
+        )
+        if not fused:
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma if self.scale else tf.ones_like(self.moving_mean),
+            self.beta if self.center else tf.zeros_like(self.moving_mean),
+            epsilon=self.epsilon,
+            is_training=True,
+            data_format="NHWC",
+        )
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+        )
+        return tf.cast(outputs, self.compute_dtype)
+
+
+def _conv_bn_relu(x, filters: int, pool: bool, name: str, fused_bn: bool = False):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     if pool:
         x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    norm = FusedBatchNormalization if fused_bn else layers.BatchNormalization
+    x = norm(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_convnet(scale: float = 1 / 255, num_classes: int = 10, width: int = 2) -> keras.Model:
+def build_convnet(
+    scale: float = 1 / 255, num_classes: int = 10, width: int = 2, fused_bn: bool = False
+) -> keras.Model:
     """A compact VGG/airbench-style network: a stem and three conv-pool-BN-ReLU stages.
 
     Channels are (16, 32, 64, 128) x `width`; resolution 28 -> 14 -> 7 -> 3; global max
@@ -58,14 +105,16 @@ def build_convnet(scale: float = 1 / 255, num_classes: int = 10, width: int = 2)
         scale: factor for raw pixels (1/255 maps them to [0, 1]).
         num_classes: size of the softmax.
         width: channel multiplier.
+        fused_bn: train the BatchNorm layers with TensorFlow's fused kernel
+            (`FusedBatchNormalization`); same weights and inference, different rounding.
     """
     c = 16 * width
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = layers.Rescaling(scale, name="rescale")(inputs)
-    x = _conv_bn_relu(x, c, pool=False, name="stem")
+    x = _conv_bn_relu(x, c, pool=False, name="stem", fused_bn=fused_bn)
     for i, filters in enumerate((2 * c, 4 * c, 8 * c), start=1):
-        x = _conv_bn_relu(x, filters, pool=True, name=f"s{i}a")
-        x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b")
+        x = _conv_bn_relu(x, filters, pool=True, name=f"s{i}a", fused_bn=fused_bn)
+        x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b", fused_bn=fused_bn)
     x = layers.GlobalMaxPooling2D(name="gmp")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name="convnet")
@@ -78,9 +127,16 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 
 
 def build_model(
-    name: str, scale: float = 1.0, num_classes: int = 10, width: int = 1
+    name: str, scale: float = 1.0, num_classes: int = 10, width: int = 1, fused_bn: bool = False
 ) -> keras.Model:
     """Builds a registered model.
+
+    Args:
+        name: key of `MODELS`.
+        scale: factor the model's `Rescaling` layer applies to raw pixels.
+        num_classes: size of the softmax.
+        width: channel multiplier (models that have one).
+        fused_bn: train BatchNorm with TensorFlow's fused kernel (models that have BatchNorm).
 
     Raises:
         ValueError: `name` is not in `MODELS`.
@@ -89,7 +145,7 @@ def build_model(
         raise ValueError(
             f"Invalid value for `name`: expected one of {sorted(MODELS)}, received {name!r}"
         )
-    return MODELS[name](scale=scale, num_classes=num_classes, width=width)
+    return MODELS[name](scale=scale, num_classes=num_classes, width=width, fused_bn=fused_bn)
 
 
 def forward_flops(model: keras.Model) -> int:

@@ -305,7 +305,9 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                 log.info("resuming %s from epoch %d", out, state["epoch"])
             else:
                 state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
-                model = build_model(config.model, scale=config.scale, width=config.width)
+                model = build_model(
+                    config.model, scale=config.scale, width=config.width, fused_bn=config.fused_bn
+                )
                 total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
                 model.compile(
                     optimizer=make_optimizer(config, total_steps),
