@@ -50,8 +50,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     Keras 3 normalizes a batch with separate element-wise ops in float32 (cast, mean,
     variance, scale and shift, cast back, and as many again for the gradient). On the
     TensorFlow backend this layer trains with `FusedBatchNormV3` instead: one kernel each
-    way, on bf16 activations directly, and the same moving-average update. Inference, and
-    any other backend, run the parent's code, so a trained model computes exactly what a
+    way, on bf16 activations directly, and the same moving-average update (of the kernel's
+    batch variance, which has Bessel's correction n / (n - 1): under 1.001 for `convnet`,
+    whose smallest batch statistics cover over 1,500 values). Inference, and any other
+    backend, run the parent's code, so a trained model computes exactly what a
     `BatchNormalization` with the same weights computes. Only 4-D channels-last inputs
     without masks take the fused path.
     """
