@@ -101,7 +101,7 @@ def test_fused_batchnorm_trains_like_keras_batchnorm():
     np.testing.assert_allclose(y_fused, y_stock, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fused.moving_mean.numpy(), stock.moving_mean.numpy(), rtol=1e-5)
     # The moving variance: Keras averages in the batch variance, the fused kernel the same
-    # with Bessel's correction (n / (n - 1); n = 200 here, >= 12,544 in `convnet`).
+    # with Bessel's correction (n / (n - 1); n = 200 here, over 1,500 in `convnet`).
     batch_var = x.reshape(-1, 3).var(axis=0)
     np.testing.assert_allclose(
         stock.moving_variance.numpy(), 0.9 * variance0 + 0.1 * batch_var, rtol=1e-4

@@ -65,7 +65,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
             and mask is None
             and keras.backend.backend() == "tensorflow"
             and len(inputs.shape) == 4
-            and self.axis in (-1, 3, [-1], [3])
+            and self.axis in (-1, 3)
         )
         if not fused:
             return super().call(inputs, training=training, mask=mask)
