@@ -6,7 +6,7 @@ from fashion_cnn.explain import grad_cam, last_conv_layer, overlay
 from fashion_cnn.models import build_model
 
 
-@pytest.mark.parametrize("name", ["seed", "convnet"])
+@pytest.mark.parametrize("name", ["seed", "convnet", "resconv"])
 def test_grad_cam_on_sequential_and_functional(name):
     model = build_model(name, scale=1 / 255, width=1)
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
@@ -36,6 +36,17 @@ def test_grad_cam_points_at_the_evidence():
     x[0, 2:8, 20:26] = 255  # bright patch top right
     cam = grad_cam(model, x, classes=np.array([1]))[0]
     assert cam[2:8, 20:26].mean() > 0.9 and cam[15:, :10].max() < 0.1
+
+
+@pytest.mark.parametrize(
+    "name, layer", [("seed", None), ("convnet", "s3b_relu"), ("resconv", "s3_add")]
+)
+def test_explained_feature_map_is_the_last_spatial_one(name, layer):
+    # for a residual network the sum of branch and shortcut, not the branch's convolution
+    model = build_model(name, width=1)
+    if layer is None:  # the blog's network flattens its last convolution's output
+        layer = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)][-1].name
+    assert last_conv_layer(model).name == layer
 
 
 def test_no_conv_layer():

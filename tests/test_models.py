@@ -153,3 +153,35 @@ def test_fused_bn_convnet_trains_saves_and_loads(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+def test_resconv_adds_a_residual_pair_of_convolutions_to_each_stage():
+    plain, res = build_model("convnet", width=1), build_model("resconv", width=1)
+    convs = [layer.name for layer in res.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs == [
+        "stem_conv",
+        *(f"s{i}{part}_conv" for i in (1, 2, 3) for part in "abc"),
+    ]
+    for i in (1, 2, 3):
+        add = res.get_layer(f"s{i}_add")
+        sources = {t._keras_history.operation.name for t in add.input}
+        assert sources == {f"s{i}a_relu", f"s{i}c_relu"}  # branch + shortcut
+    extra = sum(
+        res.get_layer(f"s{i}c_conv").count_params() + res.get_layer(f"s{i}c_bn").count_params()
+        for i in (1, 2, 3)
+    )
+    assert res.count_params() == plain.count_params() + extra
+
+
+def test_resconv_with_fused_bn_trains_saves_and_loads(tmp_path):
+    model = build_model("resconv", scale=1 / 255, width=1, fused_bn=True)
+    model.compile("sgd", "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 28, 28, 1)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 10, 32), 10)
+    before = model.get_layer("s3c_conv").kernel.numpy().copy()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert not np.allclose(model.get_layer("s3c_conv").kernel.numpy(), before)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)

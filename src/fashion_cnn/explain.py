@@ -16,19 +16,26 @@ from PIL import Image
 
 
 def last_conv_layer(model: keras.Model) -> keras.layers.Layer:
-    """The last Conv2D layer of `model`.
+    """The layer whose output is the feature map Grad-CAM explains.
+
+    That is the last layer with a spatial (4-D) output that comes after the last Conv2D:
+    the map the classifier head pools or flattens. For a plain network it is the last
+    convolution (or its activation); for a residual one the sum of a block's branch and its
+    shortcut, so the explanation covers both.
 
     Raises:
         ValueError: the model has no Conv2D layer.
     """
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    layers = list(model.layers)
+    convs = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D)]
     if not convs:
         raise ValueError(f"Model {model.name!r} has no Conv2D layer to explain")
-    return convs[-1]
+    spatial = [i for i in range(convs[-1], len(layers)) if len(layers[i].output.shape) == 4]
+    return layers[spatial[-1]]
 
 
 def feature_model(model: keras.Model) -> keras.Model:
-    """A model mapping the input to (last convolution's output, probabilities)."""
+    """A model mapping the input to (the explained feature map, probabilities)."""
     conv = last_conv_layer(model)
     if isinstance(model, keras.Sequential):
         inputs = keras.Input((28, 28, 1))

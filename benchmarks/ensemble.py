@@ -1,0 +1,87 @@
+"""How much averaging several trained runs would gain: accuracy of ensembles of run folders.
+
+    python benchmarks/ensemble.py RUN RUN [RUN ...] [--tta flip-shift]
+
+Each run's final model computes its class probabilities once (with the given TTA) on the
+validation split the runs share (their `val_fraction` / `split_seed`, which must agree) and
+on the 10k test images; every pair of runs, and all of them together, are then scored by
+the accuracy of their averaged probabilities. Prints a Markdown table: each run alone, each
+pair, all runs. The question it answers is whether a recipe could spend its time budget on
+several smaller models instead of one (if the runs' errors are shared, averaging gains
+little).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--tta", default="flip-shift", help="none, flip or flip-shift")
+    args = parser.parse_args()
+    if len(args.runs) < 2:
+        parser.error("give at least two run folders")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from fashion_cnn.data import load_data, split_validation
+    from fashion_cnn.evaluate import predict_proba
+    from fashion_cnn.runs import load_run_model
+
+    splits = set()
+    for run in args.runs:
+        config = json.loads((run / "config.json").read_text())
+        splits.add((config["val_fraction"], config["split_seed"]))
+    if len(splits) != 1:
+        parser.error(
+            f"the runs validate on different splits {sorted(splits)}; give runs that share one"
+        )
+    (fraction, split_seed) = splits.pop()
+    data = load_data(download=False)
+    _, _, x_val, y_val = split_validation(data.x_train, data.y_train, fraction, split_seed)
+
+    probs = {}
+    for run in args.runs:
+        model = load_run_model(run)
+        probs[run] = (
+            predict_proba(model, x_val, tta=args.tta),
+            predict_proba(model, data.x_test, tta=args.tta),
+        )
+
+    def score(members) -> tuple[float, float]:
+        val = sum(probs[r][0] for r in members)
+        test = sum(probs[r][1] for r in members)
+        return (
+            100 * float((val.argmax(1) == y_val).mean()),
+            100 * float((test.argmax(1) == data.y_test).mean()),
+        )
+
+    print(f"{len(y_val)} validation images, {len(data.y_test)} test images, TTA {args.tta}\n")
+    print("| runs | n | val acc % | test acc % |\n|---|---|---|---|")
+    singles = {}
+    for run in args.runs:
+        singles[run] = score([run])
+        print(f"| {run} | 1 | {singles[run][0]:.2f} | {singles[run][1]:.2f} |")
+    pairs = []
+    for pair in itertools.combinations(args.runs, 2):
+        pairs.append(score(pair))
+        print(f"| {' + '.join(map(str, pair))} | 2 | {pairs[-1][0]:.2f} | {pairs[-1][1]:.2f} |")
+    if len(args.runs) > 2:
+        val, test = score(args.runs)
+        print(f"| all | {len(args.runs)} | {val:.2f} | {test:.2f} |")
+    mean = statistics.mean
+    print(
+        f"\nsingle runs: val {mean(v for v, _ in singles.values()):.2f}, "
+        f"test {mean(t for _, t in singles.values()):.2f}; pairs: val "
+        f"{mean(v for v, _ in pairs):.2f}, test {mean(t for _, t in pairs):.2f} (means)"
+    )
+
+
+if __name__ == "__main__":
+    main()
