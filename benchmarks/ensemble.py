@@ -5,10 +5,10 @@
 Each run's final model computes its class probabilities once (with the given TTA) on the
 validation split the runs share (their `val_fraction` / `split_seed`, which must agree) and
 on the 10k test images; every pair of runs, and all of them together, are then scored by
-the accuracy of their averaged probabilities. Prints a Markdown table: each run alone, each
-pair, all runs. The question it answers is whether a recipe could spend its time budget on
-several smaller models instead of one (if the runs' errors are shared, averaging gains
-little).
+the accuracy of their averaged probabilities. Prints a Markdown table (each run alone, each
+pair, all runs) and how many test images every run gets wrong. The question it answers is
+whether a recipe could spend its time budget on several smaller models instead of one (if
+the runs' errors are shared, averaging gains little).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import json
 import os
 import statistics
 from pathlib import Path
+
+import numpy as np
 
 
 def main() -> None:
@@ -75,6 +77,12 @@ def main() -> None:
     if len(args.runs) > 2:
         val, test = score(args.runs)
         print(f"| all | {len(args.runs)} | {val:.2f} | {test:.2f} |")
+    wrong = [probs[r][1].argmax(1) != data.y_test for r in args.runs]
+    shared = int(np.logical_and.reduce(wrong).sum())
+    print(
+        f"\ntest images every run gets wrong: {shared}, against "
+        f"{statistics.mean(int(w.sum()) for w in wrong):.0f} errors per run (mean)"
+    )
     mean = statistics.mean
     print(
         f"\nsingle runs: val {mean(v for v, _ in singles.values()):.2f}, "

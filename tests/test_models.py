@@ -140,16 +140,17 @@ def test_fused_batchnorm_runs_in_bfloat16_and_returns_it():
     np.testing.assert_allclose(mean, fused.beta.numpy(), atol=0.05)
 
 
-def test_fused_bn_convnet_trains_saves_and_loads(tmp_path):
-    model = build_model("convnet", scale=1 / 255, width=1, fused_bn=True)
-    assert type(model.get_layer("stem_bn")).__name__ == "FusedBatchNormalization"
+@pytest.mark.parametrize("name, watched", [("convnet", "stem_bn"), ("resconv", "s3c_bn")])
+def test_fused_bn_models_train_save_and_load(tmp_path, name, watched):
+    model = build_model(name, scale=1 / 255, width=1, fused_bn=True)
+    assert type(model.get_layer(watched)).__name__ == "FusedBatchNormalization"
     model.compile("sgd", "categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (32, 28, 28, 1)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 10, 32), 10)
-    before = model.get_layer("stem_bn").moving_mean.numpy().copy()
+    before = model.get_layer(watched).moving_mean.numpy().copy()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert not np.allclose(model.get_layer("stem_bn").moving_mean.numpy(), before)
+    assert not np.allclose(model.get_layer(watched).moving_mean.numpy(), before)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
@@ -171,17 +172,3 @@ def test_resconv_adds_a_residual_pair_of_convolutions_to_each_stage():
         for i in (1, 2, 3)
     )
     assert res.count_params() == plain.count_params() + extra
-
-
-def test_resconv_with_fused_bn_trains_saves_and_loads(tmp_path):
-    model = build_model("resconv", scale=1 / 255, width=1, fused_bn=True)
-    model.compile("sgd", "categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (32, 28, 28, 1)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 10, 32), 10)
-    before = model.get_layer("s3c_conv").kernel.numpy().copy()
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    assert not np.allclose(model.get_layer("s3c_conv").kernel.numpy(), before)
-    model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
