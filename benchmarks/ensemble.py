@@ -14,6 +14,7 @@ the runs' errors are shared, averaging gains little).
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ def main() -> None:
         parser.error("give at least two run folders")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from fashion_cnn.data import load_data, split_validation
+    from fashion_cnn.data import CLASS_NAMES, load_data, split_validation
     from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.runs import load_run_model
 
@@ -78,11 +79,16 @@ def main() -> None:
         val, test = score(args.runs)
         print(f"| all | {len(args.runs)} | {val:.2f} | {test:.2f} |")
     wrong = [probs[r][1].argmax(1) != data.y_test for r in args.runs]
-    shared = int(np.logical_and.reduce(wrong).sum())
+    shared = np.logical_and.reduce(wrong)
     print(
-        f"\ntest images every run gets wrong: {shared}, against "
-        f"{statistics.mean(int(w.sum()) for w in wrong):.0f} errors per run (mean)"
+        f"\ntest images every run gets wrong: {int(shared.sum())}, against "
+        f"{statistics.mean(int(w.sum()) for w in wrong):.0f} errors per run (mean); "
+        "their most frequent true -> predicted classes (averaged probabilities):"
     )
+    predicted = sum(probs[r][1] for r in args.runs).argmax(1)
+    pairs_of = collections.Counter(zip(data.y_test[shared], predicted[shared], strict=True))
+    for (true, pred), count in pairs_of.most_common(6):
+        print(f"  {CLASS_NAMES[true]} -> {CLASS_NAMES[pred]}: {count}")
     mean = statistics.mean
     print(
         f"\nsingle runs: val {mean(v for v, _ in singles.values()):.2f}, "
