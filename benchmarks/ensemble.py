@@ -39,6 +39,8 @@ def main() -> None:
 
     splits = set()
     for run in args.runs:
+        if not (run / "config.json").is_file():
+            parser.error(f"{run} is not a run folder (no config.json); give folders `train` wrote")
         config = json.loads((run / "config.json").read_text())
         splits.add((config["val_fraction"], config["split_seed"]))
     if len(splits) != 1:
