@@ -103,14 +103,11 @@ def _build_stages(
     x = layers.Rescaling(scale, name="rescale")(inputs)
     x = _conv_bn_relu(x, c, pool=False, name="stem", fused_bn=fused_bn)
     for i, filters in enumerate((2 * c, 4 * c, 8 * c), start=1):
-        x = _conv_bn_relu(x, filters, pool=True, name=f"s{i}a", fused_bn=fused_bn)
+        x = shortcut = _conv_bn_relu(x, filters, pool=True, name=f"s{i}a", fused_bn=fused_bn)
+        x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b", fused_bn=fused_bn)
         if residual:
-            shortcut = x
-            x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b", fused_bn=fused_bn)
             x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}c", fused_bn=fused_bn)
             x = layers.Add(name=f"s{i}_add")([x, shortcut])
-        else:
-            x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b", fused_bn=fused_bn)
     x = layers.GlobalMaxPooling2D(name="gmp")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
