@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_cnn.models import MODELS, build_model
+from fashion_cnn.models import MODELS, build_model, portable
 
 
 def test_seed_is_the_blog_network():
@@ -155,6 +155,16 @@ def test_fused_bn_models_train_save_and_load(tmp_path, name, watched):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
 
+    copy = portable(model)
+    assert type(copy.get_layer(watched)) is keras.layers.BatchNormalization
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
+    np.testing.assert_array_equal(np.asarray(copy(x)), np.asarray(model(x)))
+
+
+def test_portable_returns_a_model_without_fused_layers_as_is():
+    model = build_model("convnet", width=1)
+    assert portable(model) is model
+
 
 def test_resconv_adds_a_residual_pair_of_convolutions_to_each_stage():
     plain, res = build_model("convnet", width=1), build_model("resconv", width=1)
@@ -172,3 +182,10 @@ def test_resconv_adds_a_residual_pair_of_convolutions_to_each_stage():
         for i in (1, 2, 3)
     )
     assert res.count_params() == plain.count_params() + extra
+
+
+def test_convnet4_pools_the_7x7_map_to_4x4_with_convnets_weights():
+    plain, edge = build_model("convnet", width=1), build_model("convnet4", width=1)
+    assert plain.get_layer("s3a_pool").output.shape[1:3] == (3, 3)
+    assert edge.get_layer("s3a_pool").output.shape[1:3] == (4, 4)
+    assert edge.count_params() == plain.count_params()

@@ -1,3 +1,5 @@
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -122,6 +124,7 @@ AUG = CFG.replace(
     weight_decay=5e-4,
     ema=0.9,
     precision="mixed_bfloat16",
+    fused_bn=True,
 )
 
 
@@ -134,6 +137,15 @@ def test_resume_with_augmentation_schedule_and_ema_equals_uninterrupted(syntheti
     assert_same_weights(load_run_model(straight), load_run_model(out))
     probs = predict_proba(load_run_model(out), synthetic_data.x_test)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_inference_files_need_no_fashion_cnn_layers(synthetic_data, tmp_path):
+    out = train(AUG.replace(epochs=1), synthetic_data, tmp_path / "run", verbose=0)
+    for name in ("model.keras", "best.keras"):
+        with zipfile.ZipFile(out / name) as archive:
+            saved = archive.read("config.json").decode()
+        assert "fashion_cnn" not in saved and "FusedBatchNormalization" not in saved
+        assert '"BatchNormalization"' in saved
 
 
 def test_different_config_in_same_folder_is_refused(synthetic_data, tmp_path):

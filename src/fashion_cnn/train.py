@@ -3,8 +3,9 @@
 A run folder holds:
 
 - `config.json`: the fully resolved config (written first; a re-run must match it);
-- `model.keras`: the final model (raw 0-255 pixels in, probabilities out);
-- `best.keras`: the model at the epoch with the best validation accuracy;
+- `model.keras`: the final model (raw 0-255 pixels in, probabilities out), saved with
+  standard Keras layers only (`models.portable`), so plain `keras.models.load_model` reads it;
+- `best.keras`: the model at the epoch with the best validation accuracy (the same way);
 - `history.json`: per-epoch loss/accuracy for training and validation, and wall time;
 - `calibration.json`: the softmax temperature fitted on the validation split;
 - `state.json` + `checkpoints/`: the resume point, updated after every epoch.
@@ -37,7 +38,7 @@ from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
-from fashion_cnn.models import build_model
+from fashion_cnn.models import build_model, portable
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class _Checkpointer(keras.callbacks.Callback):
         val_acc = (logs or {}).get("val_accuracy")
         if val_acc is not None and val_acc > st["best_val_accuracy"]:
             with atomic_path(self.out / BEST_FILE) as tmp:
-                self.model.save(tmp)
+                portable(self.model).save(tmp)
             st["best_val_accuracy"] = float(val_acc)
             st["best_epoch"] = epoch + 1
         ckpt = self.out / CKPT_DIR / f"epoch-{epoch + 1:04d}.keras"
@@ -370,7 +371,7 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
             val_probs = predict_proba(model, x_val)
             write_json(out / CALIBRATION_FILE, calibrate(val_probs, y_val))
         with atomic_path(out / MODEL_FILE) as tmp:
-            model.save(tmp)
+            portable(model).save(tmp)
         history = dict(state["history"])
         history["best_epoch"] = state["best_epoch"]
         history["train_images"] = int(len(x_tr))
