@@ -1,6 +1,11 @@
 """Accuracy per CPU-minute: train each recipe over several seeds and tabulate.
 
     python benchmarks/recipes.py [--recipes seed fast] [--seeds 0 1 2] [--write BENCHMARKS.md]
+    python benchmarks/recipes.py --recipes benchmarks/candidates/best-c4.toml --seeds 0
+
+A recipe is a shipped recipe's name or a recipe file (`.toml` or `.json`, trained with
+`fashion-cnn train --config FILE`; its results are stored under the file's name without the
+suffix), so a candidate can be measured, and re-measured, before it replaces a recipe.
 
 For every (recipe, seed) it runs the real commands, one after the other in their own
 processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` three times
@@ -55,25 +60,35 @@ def matmul_gflops() -> float:
     return best
 
 
+def is_file(recipe: str) -> bool:
+    """Whether `recipe` names a recipe file rather than a shipped recipe."""
+    return recipe.endswith((".toml", ".json"))
+
+
+def recipe_name(recipe: str) -> str:
+    """The name results are stored under: the recipe, or the file's name without suffix."""
+    return Path(recipe).stem if is_file(recipe) else recipe
+
+
 def model_info(recipe: str) -> tuple[int, int]:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from fashion_cnn.config import load_recipe
+    from fashion_cnn.config import load_config, load_recipe
     from fashion_cnn.models import build_model, forward_flops
 
-    c = load_recipe(recipe)
+    c = load_config(recipe) if is_file(recipe) else load_recipe(recipe)
     model = build_model(c.model, scale=c.scale, width=c.width)
     return model.count_params(), forward_flops(model)
 
 
 def run_one(recipe: str, seed: int, workdir: Path) -> dict:
-    run = workdir / f"{recipe}-{seed}"
+    run = workdir / f"{recipe_name(recipe)}-{seed}"
     cli = [sys.executable, "-m", "fashion_cnn"]
     t = time.perf_counter()
     subprocess.run(
         [
             *cli,
             "train",
-            "--recipe",
+            "--config" if is_file(recipe) else "--recipe",
             recipe,
             "--seed",
             str(seed),
@@ -181,12 +196,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         for recipe in args.recipes:
+            if is_file(recipe) and not Path(recipe).is_file():
+                raise SystemExit(f"Recipe file {recipe} does not exist")
             params, fwd = model_info(recipe)
             results = []
             for seed in args.seeds:
                 r = run_one(recipe, seed, workdir)
                 results.append({**r, "reached": {str(k): v for k, v in r["reached"].items()}})
-                stored[recipe] = {
+                stored[recipe_name(recipe)] = {
                     "params": params,
                     "forward_flops": fwd,
                     "matmul_gflops": ref,
