@@ -198,6 +198,7 @@ def build_convnet4(
     last stage sees the right and bottom edges less than the left and top ones (the two
     sides a horizontal flip swaps). Here that pooling pads instead ("same"): the last
     stage's second convolution runs at 4x4 (6% more FLOPs at width 2); same weights.
+    Measured as a `best` candidate (`benchmarks/candidates/best-c4.toml`, BENCHMARKS.md).
 
     Args:
         scale: factor for raw pixels (1/255 maps them to [0, 1]).
