@@ -195,9 +195,10 @@ def build_convnet4(
     """`convnet` whose last pooling keeps the 7x7 map's edge: 7 -> 4 instead of 7 -> 3.
 
     `convnet`'s third 2x2 pooling drops the last row and column of its 7x7 input, so the
-    last stage sees the right and bottom edges less than the left and top ones (the two
-    sides a horizontal flip swaps). Here that pooling pads instead ("same"): the last
-    stage's second convolution runs at 4x4 (6% more FLOPs at width 2); same weights.
+    last stage sees the right and bottom edges less than the left and top ones (and a
+    horizontal flip moves a detail from the kept side to the dropped one). Here that
+    pooling pads instead ("same"): the last stage's second convolution runs at 4x4 (6% more
+    FLOPs at width 2); same weights.
     Measured as a `best` candidate (`benchmarks/candidates/best-c4.toml`, BENCHMARKS.md).
 
     Args:
