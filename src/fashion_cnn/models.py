@@ -196,9 +196,10 @@ def build_convnet4(
 
     `convnet`'s third 2x2 pooling drops the last row and column of its 7x7 input, so the
     last stage sees the right and bottom edges less than the left and top ones (and a
-    horizontal flip moves a detail from the kept side to the dropped one). Here that
-    pooling pads instead ("same"): the last stage's second convolution runs at 4x4 (6% more
-    FLOPs at width 2); same weights.
+    horizontal flip moves a detail from the kept side to the dropped one). Here the
+    poolings pad ("same"; the first two halve even sizes, 28 and 14, so only the last one
+    changes): the last stage's second convolution runs at 4x4 (6% more FLOPs at width 2);
+    same weights.
     Measured as a `best` candidate (`benchmarks/candidates/best-c4.toml`, BENCHMARKS.md).
 
     Args:
