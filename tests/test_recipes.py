@@ -1,9 +1,11 @@
 """Every shipped recipe loads, builds its model, and trains on a small subset."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from fashion_cnn.config import load_recipe, recipe_names
+from fashion_cnn.config import load_config, load_recipe, recipe_names
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.models import build_model
 from fashion_cnn.runs import load_run_model
@@ -12,6 +14,12 @@ from fashion_cnn.train import train
 
 def test_expected_recipes_ship():
     assert {"seed", "fast", "best"} <= set(recipe_names())
+
+
+def test_fast_benchmark_row_reruns_with_its_candidate_file():
+    # BENCHMARKS.md's `fast` row was measured as this file; it must still hold fast's settings.
+    candidate = Path(__file__).parents[1] / "benchmarks" / "candidates" / "fast-c4.toml"
+    assert load_config(candidate).replace(recipe="fast") == load_recipe("fast")
 
 
 @pytest.mark.parametrize("name", recipe_names())
