@@ -36,6 +36,8 @@ def test_data_command_bad_dir_is_a_clear_error(tmp_path, capsys):
 def test_bad_recipe_and_flag_values(capsys):
     assert main(["train", "--recipe", "nope"]) == 2
     assert "expected one of" in capsys.readouterr().err
+    assert main(["train", "--recipe", "fast@99"]) == 2
+    assert "'fast' has the versions ['fast@1'" in capsys.readouterr().err
     assert main(["train", "--epochs", "0"]) == 2
     assert "Invalid value for `epochs`" in capsys.readouterr().err
 

@@ -7,6 +7,7 @@ from fashion_cnn.config import (
     load_config,
     load_recipe,
     recipe_names,
+    recipe_versions,
     save_config,
     to_toml,
 )
@@ -38,6 +39,36 @@ def test_unknown_recipe_lists_known():
         load_recipe("nope")
 
 
+def test_every_shipped_recipe_version_loads_under_its_own_number():
+    for name in recipe_names():
+        versions = recipe_versions(name)
+        current = load_recipe(name)
+        assert max(versions) == current.recipe_version
+        assert load_recipe(f"{name}@{current.recipe_version}") == current
+        for version in versions:
+            config = load_recipe(f"{name}@{version}")
+            assert (config.recipe, config.recipe_version) == (name, version)
+
+
+def test_fast_version_1_is_the_convnet_recipe_it_replaced():
+    old, new = load_recipe("fast@1"), load_recipe("fast")
+    assert (old.model, new.model) == ("convnet", "convnet4")
+    assert old.replace(model="convnet4", recipe_version=new.recipe_version) == new
+
+
+@pytest.mark.parametrize("name", ["fast@9", "fast@x", "fast@"])
+def test_unknown_recipe_version_lists_the_versions(name):
+    with pytest.raises(
+        ConfigError, match=rf"'fast' has the versions \['fast@1', .*received '{name}'"
+    ):
+        load_recipe(name)
+
+
+def test_unknown_recipe_name_with_a_version_is_refused():
+    with pytest.raises(ConfigError, match=r"NAME@VERSION.*received 'nope@1'"):
+        load_recipe("nope@1")
+
+
 @pytest.mark.parametrize(
     "field, value, expected",
     [
@@ -52,6 +83,7 @@ def test_unknown_recipe_lists_known():
         ("scale", 0, "a positive number"),
         ("tta", "vertical", "one of ['none', 'flip', 'flip-shift']"),
         ("fused_bn", "yes", "true or false"),
+        ("recipe_version", 0, "an integer >= 1"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):

@@ -19,6 +19,7 @@ def run(tmp_path_factory, synthetic_data):
     """A small bf16-trained model (the exports must come out float32)."""
     config = TrainConfig(
         recipe="t",
+        recipe_version=3,
         epochs=2,
         batch_size=32,
         scale=1 / 255,
@@ -52,7 +53,7 @@ def test_float_export_round_trip_matches_keras(run, synthetic_data, fmt, quantiz
     assert on_disk["export_precision"] == "float32" and on_disk["trained_precision"] == (
         "mixed_bfloat16"
     )
-    assert on_disk["recipe"] == "t"
+    assert (on_disk["recipe"], on_disk["recipe_version"]) == ("t", 3)
     assert on_disk["dataset_sha256"]["train-images-idx3-ubyte"] == FILES["train_images"].sha256
     assert "git_commit" in on_disk and on_disk["versions"]["keras"]
     assert not list(folder.parent.glob(".*"))  # no staging folder left behind

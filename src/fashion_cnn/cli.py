@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a recipe into a run folder (resumes if interrupted)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--recipe", default="seed", help="shipped recipe name (default: seed)")
+    src.add_argument(
+        "--recipe",
+        default="seed",
+        help="shipped recipe: NAME (its current version) or NAME@VERSION, e.g. fast@1 "
+        "(default: seed)",
+    )
     src.add_argument("--config", help="your own recipe file (.toml or .json)")
     p.add_argument("--out", help="run folder (default: runs/RECIPE-seedSEED)")
     p.add_argument("--model", help="override the recipe's model")

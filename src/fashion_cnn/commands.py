@@ -91,7 +91,8 @@ def cmd_train(args) -> int:
     from fashion_cnn.train import train
 
     config = _resolve_config(args)
-    out = Path(args.out or f"runs/{config.recipe}-seed{config.seed}")
+    name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
+    out = Path(args.out or f"runs/{name}-seed{config.seed}")
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
     log.info("training %s into %s", json.dumps(config.to_dict()), out)

@@ -3,6 +3,11 @@
 A recipe is a config file shipped in `fashion_cnn/recipes/`; a user's own file (`--config`)
 has the same keys. Flags override either. The fully resolved config is saved next to the
 model as `config.json`, so a run folder describes itself.
+
+Recipes are versioned: each file carries a `recipe_version`, raised whenever its settings
+change, and the versions it replaced stay in `fashion_cnn/recipes/history/NAME@VERSION.toml`.
+`--recipe fast` is the current version, `--recipe fast@1` an earlier one (what an older
+figure in BENCHMARKS.md was measured with).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class TrainConfig:
 
     Attributes:
         recipe: name of the recipe this config came from (informational).
+        recipe_version: version of that shipped recipe (None for your own files; configs
+            derived from a recipe, such as tuned ones, keep their base recipe's version).
         model: key of the model registry (`fashion_cnn.models.MODELS`).
         scale: factor the model's `Rescaling` layer applies to raw 0-255 pixels
             (1.0 = the blog notebook's raw pixels, 1/255 = normalized).
@@ -65,6 +72,7 @@ class TrainConfig:
     """
 
     recipe: str = "custom"
+    recipe_version: int | None = None
     model: str = "seed"
     scale: float = 1.0
     optimizer: str = "rmsprop"
@@ -110,6 +118,10 @@ class TrainConfig:
         def is_num(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool)
 
+        if self.recipe_version is not None and (
+            not is_int(self.recipe_version) or self.recipe_version < 1
+        ):
+            raise bad("recipe_version", "an integer >= 1, or absent for your own recipe")
         if self.model not in MODELS:
             raise bad("model", f"one of {sorted(MODELS)}")
         if not is_num(self.scale) or not self.scale > 0:
@@ -186,27 +198,72 @@ class TrainConfig:
             raise ConfigError(f"{e} (in {source})") from None
 
 
+def _recipes_folder():
+    return resources.files("fashion_cnn") / "recipes"
+
+
 def recipe_names() -> list[str]:
-    """Names of the recipes shipped with the package."""
-    folder = resources.files("fashion_cnn") / "recipes"
+    """Names of the recipes shipped with the package (their current versions)."""
+    folder = _recipes_folder()
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_recipe(name: str) -> TrainConfig:
-    """Loads a shipped recipe by name.
-
-    Raises:
-        ConfigError: no such recipe (the message lists the available ones).
-    """
-    names = recipe_names()
-    if name not in names:
-        raise ConfigError(
-            f"Invalid value for `--recipe`: expected one of {names}, received {name!r}"
-        )
-    text = (resources.files("fashion_cnn") / "recipes" / f"{name}.toml").read_text("utf-8")
-    values = tomllib.loads(text)
+def _read_recipe(file, name: str) -> TrainConfig:
+    values = tomllib.loads(file.read_text("utf-8"))
     values.setdefault("recipe", name)
     return TrainConfig.from_dict(values, source=f"recipe {name!r}")
+
+
+def recipe_versions(name: str) -> dict[int, Any]:
+    """The shipped versions of recipe `name`: version -> its file, oldest first.
+
+    Raises:
+        ConfigError: no such recipe, or its file has no `recipe_version`.
+    """
+    load_recipe(name)  # checks the name
+    folder = _recipes_folder()
+    current = tomllib.loads((folder / f"{name}.toml").read_text("utf-8"))
+    if "recipe_version" not in current:
+        raise ConfigError(f"Recipe {name!r} has no `recipe_version`; add one to {name}.toml")
+    files = {current["recipe_version"]: folder / f"{name}.toml"}
+    history = folder / "history"
+    if history.is_dir():
+        for p in history.iterdir():
+            stem, sep, version = p.name.removesuffix(".toml").partition("@")
+            if stem == name and sep and version.isdigit() and p.name.endswith(".toml"):
+                files[int(version)] = p
+    return dict(sorted(files.items()))
+
+
+def load_recipe(name: str) -> TrainConfig:
+    """Loads a shipped recipe: `NAME` (its current version) or `NAME@VERSION`.
+
+    Raises:
+        ConfigError: no such recipe or version (the message lists the available ones).
+    """
+    base, sep, version = name.partition("@")
+    names = recipe_names()
+    if base not in names:
+        raise ConfigError(
+            f"Invalid value for `--recipe`: expected one of {names} (optionally NAME@VERSION "
+            f"for an earlier version, e.g. fast@1), received {name!r}"
+        )
+    if not sep:
+        return _read_recipe(_recipes_folder() / f"{base}.toml", base)
+    versions = recipe_versions(base)
+    if not version.isdigit() or int(version) not in versions:
+        listed = [f"{base}@{v}" for v in versions]
+        raise ConfigError(
+            f"Invalid value for `--recipe`: recipe {base!r} has the versions {listed}, "
+            f"received {name!r}"
+        )
+    config = _read_recipe(versions[int(version)], base)
+    if config.recipe_version != int(version):
+        raise ConfigError(
+            f"Recipe file {versions[int(version)].name} says recipe_version = "
+            f"{config.recipe_version}; expected {version}"
+        )
+    return config
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:

@@ -218,6 +218,7 @@ def model_card(run_dir: Path, fmt: str, quantize: str | None, artifact: str, par
         "artifact": artifact,
         "run": str(run_dir),
         "recipe": config.get("recipe"),
+        "recipe_version": config.get("recipe_version"),
         "model": config.get("model"),
         "trained_precision": config.get("precision"),
         "export_precision": "int8" if quantize else "float32",

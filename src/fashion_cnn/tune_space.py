@@ -49,7 +49,7 @@ def _check_hp(name: str, spec: Any, source: str) -> dict:
     if name not in keys:
         raise ConfigError(
             f"Unknown key {name!r} in [hyperparameters] of {source}; tunable keys: "
-            f"{sorted(keys - {'recipe', 'train_subset'})}"
+            f"{sorted(keys - {'recipe', 'recipe_version', 'train_subset'})}"
         )
     if not isinstance(spec, dict):
         raise ConfigError(
