@@ -3,9 +3,10 @@
     python benchmarks/recipes.py [--recipes seed fast] [--seeds 0 1 2] [--write BENCHMARKS.md]
     python benchmarks/recipes.py --recipes benchmarks/candidates/best-c4.toml --seeds 0
 
-A recipe is a shipped recipe's name or a recipe file (`.toml` or `.json`, trained with
-`fashion-cnn train --config FILE`; its results are stored under the file's name without the
-suffix), so a candidate can be measured, and re-measured, before it replaces a recipe.
+A recipe is a shipped recipe's name (`fast`, or `fast@1` for an earlier version) or a
+recipe file (`.toml` or `.json`, trained with `fashion-cnn train --config FILE`; its results
+are stored under the file's name without the suffix), so a candidate can be measured, and
+re-measured, before it replaces a recipe.
 
 For every (recipe, seed) it runs the real commands, one after the other in their own
 processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` three times
