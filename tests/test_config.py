@@ -67,6 +67,8 @@ def test_unknown_recipe_version_lists_the_versions(name):
 def test_unknown_recipe_name_with_a_version_is_refused():
     with pytest.raises(ConfigError, match=r"NAME@VERSION.*received 'nope@1'"):
         load_recipe("nope@1")
+    with pytest.raises(ConfigError, match=r"No shipped recipe 'fast@1'"):
+        recipe_versions("fast@1")
 
 
 @pytest.mark.parametrize(

@@ -220,7 +220,8 @@ def recipe_versions(name: str) -> dict[int, Any]:
     Raises:
         ConfigError: no such recipe, or its file has no `recipe_version`.
     """
-    load_recipe(name)  # checks the name
+    if name not in recipe_names():
+        raise ConfigError(f"No shipped recipe {name!r}; the recipes are {recipe_names()}")
     folder = _recipes_folder()
     current = tomllib.loads((folder / f"{name}.toml").read_text("utf-8"))
     if "recipe_version" not in current:
