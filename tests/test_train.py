@@ -1,3 +1,5 @@
+import json
+import shutil
 import zipfile
 
 import keras
@@ -156,6 +158,23 @@ def test_different_config_in_same_folder_is_refused(synthetic_data, tmp_path):
         train(CFG.replace(epochs=4), synthetic_data, out, verbose=0)
     train(CFG.replace(epochs=1), synthetic_data, out, verbose=0, overwrite=True)
     assert read_json(out / "config.json")["epochs"] == 1
+
+
+def test_run_from_before_recipe_versions_resumes_under_a_versioned_recipe(
+    reference_run, synthetic_data, tmp_path
+):
+    out = tmp_path / "old"
+    shutil.copytree(reference_run, out)
+    saved = read_json(out / "config.json")
+    del saved["recipe_version"]
+    (out / "config.json").write_text(json.dumps(saved))
+    before = (out / "model.keras").stat().st_mtime_ns
+    train(CFG.replace(recipe_version=1), synthetic_data, out, verbose=0)  # finished: no-op
+    assert (out / "model.keras").stat().st_mtime_ns == before
+    saved["recipe_version"] = 1
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\)"):
+        train(CFG.replace(recipe_version=2), synthetic_data, out, verbose=0)
 
 
 def test_finished_run_is_not_retrained(reference_run, synthetic_data):

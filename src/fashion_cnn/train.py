@@ -198,11 +198,11 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         return
-    previous = saved_config(out)
-    if previous != config.to_dict():
-        diff = {
-            k: (previous.get(k), v) for k, v in config.to_dict().items() if previous.get(k) != v
-        }
+    previous, now = saved_config(out), config.to_dict()
+    if previous["recipe_version"] is None:  # started before recipes had versions
+        now["recipe_version"] = None
+    if previous != now:
+        diff = {k: (previous.get(k), v) for k, v in now.items() if previous.get(k) != v}
         raise RunError(
             f"Run folder {out} was started with a different config "
             f"(saved vs now: {diff}). To fix it: use another --out folder, repeat the original "
