@@ -223,15 +223,17 @@ def recipe_versions(name: str) -> dict[int, Any]:
     if name not in recipe_names():
         raise ConfigError(f"No shipped recipe {name!r}; the recipes are {recipe_names()}")
     folder = _recipes_folder()
-    current = tomllib.loads((folder / f"{name}.toml").read_text("utf-8"))
-    if "recipe_version" not in current:
+    current = _read_recipe(folder / f"{name}.toml", name).recipe_version
+    if current is None:
         raise ConfigError(f"Recipe {name!r} has no `recipe_version`; add one to {name}.toml")
-    files = {current["recipe_version"]: folder / f"{name}.toml"}
+    files = {current: folder / f"{name}.toml"}
     history = folder / "history"
     if history.is_dir():
         for p in history.iterdir():
+            if not p.name.endswith(".toml"):
+                continue
             stem, sep, version = p.name.removesuffix(".toml").partition("@")
-            if stem == name and sep and version.isdigit() and p.name.endswith(".toml"):
+            if stem == name and sep and version.isdigit():
                 files[int(version)] = p
     return dict(sorted(files.items()))
 
