@@ -5,6 +5,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.errors import RunError
@@ -203,3 +204,36 @@ def test_training_batches_run_without_autotune():
     x = np.zeros((20, 28, 28, 1), np.uint8)
     ds, _ = epoch_batches(x, np.zeros(20, np.uint8), 8, seed=0, first_epoch=0, epochs=1)
     assert ds.options().autotune.enabled is False
+
+
+def test_reestimate_batchnorm_sets_the_average_of_the_batch_statistics():
+    from fashion_cnn.models import build_model
+    from fashion_cnn.train import reestimate_batchnorm
+
+    model = build_model("convnet", scale=1 / 255, width=1)
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (16, 28, 28, 1)).astype("float32") for _ in range(3)]
+    ds = tf.data.Dataset.from_tensor_slices((np.stack(batches), np.zeros((3, 16, 10))))
+    used = reestimate_batchnorm(model, ds, limit=5)
+    assert used == 3
+    stem = keras.Model(model.input, model.get_layer("stem_conv").output)
+    batch_means = [np.asarray(stem(b)).mean(axis=(0, 1, 2)) for b in batches]
+    bn = model.get_layer("stem_bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean(batch_means, 0), rtol=1e-4)
+    assert bn.momentum == 0.9  # restored
+    assert reestimate_batchnorm(model, ds, limit=2) == 2
+
+
+def test_ema_runs_reestimate_batchnorm_for_the_averaged_weights(
+    synthetic_data, tmp_path, monkeypatch
+):
+    import fashion_cnn.train as train_module
+
+    calls = []
+    real = train_module.reestimate_batchnorm
+    monkeypatch.setattr(train_module, "reestimate_batchnorm", lambda m, b: calls.append(real(m, b)))
+    train(AUG.replace(epochs=1), synthetic_data, tmp_path / "ema", verbose=0)
+    assert calls and calls[0] > 0
+    calls.clear()
+    train(AUG.replace(epochs=1, ema=0.0), synthetic_data, tmp_path / "plain", verbose=0)
+    assert calls == []

@@ -137,6 +137,42 @@ def make_augment(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Ten
     )
 
 
+def reestimate_batchnorm(model: keras.Model, batches: tf.data.Dataset, limit: int = 50) -> int:
+    """Recomputes every BatchNormalization layer's moving mean and variance for the model's
+    current weights, as the plain average over up to `limit` batches of `batches`.
+
+    Training with `ema` ends with the averaged weights replacing the trained ones, but the
+    moving statistics still describe the last trained weights: measured on `fast` (EMA
+    0.999, seed 0), that mismatch cost 1.3 points of test accuracy. Forward passes in
+    training mode with momentum (k - 1) / k at the k-th batch (so the first batch replaces
+    the old statistics) leave the exact average of the batches' statistics. The weights
+    don't change.
+
+    Args:
+        model: a Keras model; its layers' `momentum` is restored afterwards.
+        batches: a dataset of (images, labels) training batches, augmented as in training.
+        limit: most batches to use.
+
+    Returns:
+        The number of batches used (0 when the model has no BatchNormalization).
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
+    momenta = [layer.momentum for layer in norms]
+    used = 0
+    try:
+        for images, _ in batches.take(limit):
+            used += 1
+            for layer in norms:
+                layer.momentum = (used - 1) / used
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+    return used
+
+
 class _Checkpointer(keras.callbacks.Callback):
     """After each epoch: append to the history, save the resume point and the best model."""
 
@@ -367,6 +403,17 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order
                 )
+        if config.ema:
+            bn_batches, _ = epoch_batches(
+                x_tr,
+                y_tr,
+                config.batch_size,
+                config.seed,
+                config.epochs,
+                config.epochs + 1,
+                augment=make_augment(config),
+            )
+            reestimate_batchnorm(model, bn_batches)
         if len(x_val):
             val_probs = predict_proba(model, x_val)
             write_json(out / CALIBRATION_FILE, calibrate(val_probs, y_val))
