@@ -64,3 +64,11 @@ def test_same_seed_same_result(fn):
     c = fn(x, tf.constant([9, 2], tf.int64)).numpy()
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_flips_mask_chooses_the_mirrored_images():
+    x = batch(8)
+    mask = tf.constant([True, False, False, True, True, False, True, False])
+    out = flip_translate(x, tf.constant([0, 1], tf.int64), 0, flip=True, flips=mask).numpy()
+    for o, i, m in zip(out, x.numpy(), mask.numpy(), strict=True):
+        np.testing.assert_array_equal(o, i[:, ::-1] if m else i)

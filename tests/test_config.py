@@ -86,6 +86,8 @@ def test_unknown_recipe_name_with_a_version_is_refused():
         ("tta", "vertical", "one of ['none', 'flip', 'flip-shift']"),
         ("fused_bn", "yes", "true or false"),
         ("recipe_version", 0, "an integer >= 1"),
+        ("alternate_flip", 1, "true or false"),
+        ("alternate_flip", True, "false when `flip` is false"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):

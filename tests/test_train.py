@@ -1,3 +1,4 @@
+import functools
 import json
 import shutil
 import zipfile
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fashion_cnn.augment import augment_batch
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
@@ -237,3 +239,32 @@ def test_ema_runs_reestimate_batchnorm_for_the_averaged_weights(
     calls.clear()
     train(AUG.replace(epochs=1, ema=0.0), synthetic_data, tmp_path / "plain", verbose=0)
     assert calls == []
+
+
+def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
+    # Each image carries its index in its pixels (column 0 only), so the batches show which
+    # image was mirrored in which epoch.
+    n, epochs = 40, 4
+    x = np.zeros((n, 28, 28, 1), np.uint8)
+    x[:, :, 0, 0] = np.arange(1, n + 1)[:, None]
+    augment = functools.partial(augment_batch, flip=True)
+    ds, steps = epoch_batches(
+        x, np.zeros(n, np.uint8), 16, 3, 0, epochs, augment=augment, alternate_flip=True
+    )
+    mirrored = np.zeros((epochs, n), bool)
+    for i, (images, _) in enumerate(ds):
+        images = images.numpy()[..., 0]
+        ids = np.maximum(images[:, 0, 0], images[:, 0, -1]).astype(int) - 1
+        mirrored[i // steps, ids] = images[:, 0, -1] > 0
+    assert 10 < mirrored[0].sum() < 30  # a random half in the first epoch
+    np.testing.assert_array_equal(mirrored[1], ~mirrored[0])  # the other half next
+    np.testing.assert_array_equal(mirrored[2], mirrored[0])
+    np.testing.assert_array_equal(mirrored[3], mirrored[1])
+    # A resumed run mirrors as an uninterrupted one.
+    late, _ = epoch_batches(
+        x, np.zeros(n, np.uint8), 16, 3, 3, epochs, augment=augment, alternate_flip=True
+    )
+    for images, _ in late:
+        images = images.numpy()[..., 0]
+        ids = np.maximum(images[:, 0, 0], images[:, 0, -1]).astype(int) - 1
+        np.testing.assert_array_equal(images[:, 0, -1] > 0, mirrored[3, ids])

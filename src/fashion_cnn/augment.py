@@ -12,7 +12,13 @@ import tensorflow as tf
 SIZE = 28
 
 
-def flip_translate(images: tf.Tensor, seed: tf.Tensor, max_shift: int, flip: bool) -> tf.Tensor:
+def flip_translate(
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    max_shift: int,
+    flip: bool,
+    flips: tf.Tensor | None = None,
+) -> tf.Tensor:
     """Random horizontal flip and integer translation, one draw per image.
 
     Pixels shifted in from outside are 0 (the dataset's background).
@@ -22,6 +28,8 @@ def flip_translate(images: tf.Tensor, seed: tf.Tensor, max_shift: int, flip: boo
         seed: int32/int64 tensor of shape (2,).
         max_shift: largest shift in pixels, in each direction.
         flip: whether to flip half of the images left-right.
+        flips: optional (B,) bool tensor: which images to flip, instead of a random half
+            (used by alternating flips; only read when `flip` is true).
 
     Returns:
         Tensor of the same shape and dtype.
@@ -30,7 +38,9 @@ def flip_translate(images: tf.Tensor, seed: tf.Tensor, max_shift: int, flip: boo
     seeds = tf.random.experimental.stateless_split(seed, 3)
     dx = tf.random.stateless_uniform([b], seeds[0], -max_shift, max_shift + 1, dtype=tf.int32)
     dy = tf.random.stateless_uniform([b], seeds[1], -max_shift, max_shift + 1, dtype=tf.int32)
-    if flip:
+    if flip and flips is not None:
+        sign = tf.where(flips, -1.0, 1.0)
+    elif flip:
         sign = tf.where(tf.random.stateless_uniform([b], seeds[2]) < 0.5, -1.0, 1.0)
     else:
         sign = tf.ones([b])
@@ -79,11 +89,15 @@ def augment_batch(
     max_shift: int = 0,
     flip: bool = False,
     erase: float = 0.0,
+    flips: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """Applies the configured augmentations to a batch (a no-op when all are off)."""
+    """Applies the configured augmentations to a batch (a no-op when all are off).
+
+    `flips` (a (B,) bool tensor) chooses the images to mirror instead of a random draw.
+    """
     s = tf.random.experimental.stateless_split(seed, 2)
     if max_shift or flip:
-        images = flip_translate(images, s[0], max_shift, flip)
+        images = flip_translate(images, s[0], max_shift, flip, flips)
     if erase > 0:
         images = random_erase(images, s[1], erase)
     return images

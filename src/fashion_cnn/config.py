@@ -64,6 +64,9 @@ class TrainConfig:
             saved final model holds the averaged weights.
         translate: largest random shift in pixels (0 = off).
         flip: random horizontal flips (never vertical).
+        alternate_flip: with `flip`, mirror each image in every other epoch instead of at
+            random: a random half in even epochs, the other half in odd ones (airbench's
+            "alternating flip"), so no image goes unmirrored (or mirrored) for long.
         erase: probability of random erasing per image (0 = off).
         tta: the test-time augmentation this run is evaluated with by default: "none",
             "flip" (horizontal mirror) or "flip-shift" (mirror and 1-pixel shifts, 18 views);
@@ -94,6 +97,7 @@ class TrainConfig:
     ema: float = 0.0
     translate: int = 0
     flip: bool = False
+    alternate_flip: bool = False
     erase: float = 0.0
     tta: str = "none"
 
@@ -166,6 +170,10 @@ class TrainConfig:
             raise bad("translate", "an integer number of pixels in [0, 8]")
         if not isinstance(self.flip, bool):
             raise bad("flip", "true or false")
+        if not isinstance(self.alternate_flip, bool):
+            raise bad("alternate_flip", "true or false")
+        if self.alternate_flip and not self.flip:
+            raise bad("alternate_flip", "false when `flip` is false (it alternates flips)")
         if not is_num(self.erase) or not 0 <= self.erase <= 1:
             raise bad("erase", "a probability in [0, 1]")
         if isinstance(self.tta, bool):

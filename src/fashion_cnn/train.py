@@ -49,6 +49,7 @@ HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
 CKPT_DIR = "checkpoints"
+FLIP_STREAM = 0xF11B  # random stream of alternating flips' first-epoch bits (epochs use 0..)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
@@ -83,7 +84,8 @@ def epoch_batches(
     seed: int,
     first_epoch: int,
     epochs: int,
-    augment: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
+    augment: Callable[..., tf.Tensor] | None = None,
+    alternate_flip: bool = False,
 ) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `first_epoch`..`epochs`-1, each epoch in its own seeded order.
 
@@ -92,6 +94,8 @@ def epoch_batches(
 
     Args:
         augment: optional `f(images, seed_pair) -> images` applied per batch.
+        alternate_flip: pass `augment` a `flips=` mask: image j is mirrored in epoch e iff
+            a fixed random bit of j (drawn from `seed`) differs from e's parity.
 
     Returns:
         (dataset of (float32 images, one-hot labels), steps per epoch).
@@ -102,11 +106,19 @@ def epoch_batches(
         [np.random.default_rng([seed, e]).permutation(n) for e in range(first_epoch, epochs)]
     )
     xs, ys = tf.constant(x), tf.constant(y)
+    if alternate_flip:
+        first_flips = tf.constant(np.random.default_rng([seed, FLIP_STREAM]).random(n) < 0.5)
 
     def gather(i, idx):
         images = tf.cast(tf.gather(xs, idx), tf.float32)
         if augment is not None:
-            images = augment(images, tf.stack([tf.cast(seed, tf.int64), i]))
+            pair = tf.stack([tf.cast(seed, tf.int64), i])
+            if alternate_flip:
+                odd_epoch = tf.equal((i // steps) % 2, 1)
+                flips = tf.not_equal(tf.gather(first_flips, idx), odd_epoch)
+                images = augment(images, pair, flips=flips)
+            else:
+                images = augment(images, pair)
         return images, tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
 
     ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
@@ -128,7 +140,7 @@ def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def make_augment(config: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None:
+def make_augment(config: TrainConfig) -> Callable[..., tf.Tensor] | None:
     """The config's augmentation as a batch function, or None when it has none."""
     if not (config.translate or config.flip or config.erase):
         return None
@@ -364,6 +376,7 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                 first_epoch,
                 config.epochs,
                 augment=make_augment(config),
+                alternate_flip=config.alternate_flip,
             )
             validation = None
             if len(x_val):
