@@ -61,7 +61,8 @@ class TrainConfig:
         weight_decay: decoupled weight decay (adamw) or L2-style decay (sgd).
         label_smoothing: cross-entropy label smoothing in [0, 1).
         ema: momentum of an exponential moving average of the weights (0 = off); the
-            saved final model holds the averaged weights.
+            saved final model holds the averaged weights, with its BatchNorm statistics
+            recomputed for them over training batches.
         translate: largest random shift in pixels (0 = off).
         flip: random horizontal flips (never vertical).
         alternate_flip: with `flip`, mirror each image in every other epoch instead of at
