@@ -39,6 +39,10 @@ def test_shipped_default_space_loads():
             "[hyperparameters]\nlearnig_rate = { min = 0.1, max = 0.2 }",
             "Unknown key 'learnig_rate'",
         ),
+        (
+            "[hyperparameters]\nrecipe_version = { choice = [1, 2] }",
+            "Untunable key 'recipe_version'",
+        ),
         ("[hyperparameters]\nwidth = 2", "expected a table"),
         ("[hyperparameters]\nwidth = { min = 3, max = 1 }", "expected min < max"),
         ("[hyperparameters]\nlearning_rate = { min = 0, max = 1, log = true }", "min > 0"),

@@ -44,12 +44,16 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
+# Config keys that name or subset a run rather than set how it trains: not tunable.
+UNTUNABLE = frozenset({"recipe", "recipe_version", "train_subset"})
+
+
 def _check_hp(name: str, spec: Any, source: str) -> dict:
-    keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    if name not in keys:
+    tunable = {f.name for f in dataclasses.fields(TrainConfig)} - UNTUNABLE
+    if name not in tunable:
+        what = "Untunable" if name in UNTUNABLE else "Unknown"
         raise ConfigError(
-            f"Unknown key {name!r} in [hyperparameters] of {source}; tunable keys: "
-            f"{sorted(keys - {'recipe', 'recipe_version', 'train_subset'})}"
+            f"{what} key {name!r} in [hyperparameters] of {source}; tunable keys: {sorted(tunable)}"
         )
     if not isinstance(spec, dict):
         raise ConfigError(
