@@ -5,7 +5,7 @@ last epoch and the end of `train()` (where tf.data's autotune thread used to sta
 
 Each repeat is its own process (a fresh TensorFlow, as `fashion-cnn train` would be).
 `--autotune` turns tf.data's autotuning back on for the training data, to reproduce the
-stall that `fashion_cnn.train.without_autotune` removes.
+stall that `fashion_cnn.batches.without_autotune` removes.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ CHILD = r"""
 import dataclasses, json, sys, time
 t0 = time.perf_counter()
 import keras
-from fashion_cnn import train as tr
+from fashion_cnn import batches, train as tr
 from fashion_cnn.config import load_recipe
 from fashion_cnn.data import load_data
 
 recipe, epochs, autotune, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
 if autotune:
-    tr.without_autotune = lambda ds: ds
+    batches.without_autotune = tr.without_autotune = lambda ds: ds
 marks = {}
 
 class Hooks(keras.callbacks.Callback):
