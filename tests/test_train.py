@@ -144,6 +144,20 @@ def test_resume_with_augmentation_schedule_and_ema_equals_uninterrupted(syntheti
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
 
 
+def test_ema_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(
+    synthetic_data, tmp_path
+):
+    config = AUG.replace(epochs=2)
+    straight = train(config, synthetic_data, tmp_path / "straight", verbose=0)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):  # after the checkpoint of the last epoch
+        train(config, synthetic_data, out, verbose=0, callbacks=[Interrupt(1)])
+    assert read_json(out / "state.json")["epoch"] == 2
+    assert not (out / "model.keras").exists()
+    train(config, synthetic_data, out, verbose=0)
+    assert_same_weights(load_run_model(straight), load_run_model(out))
+
+
 def test_inference_files_need_no_fashion_cnn_layers(synthetic_data, tmp_path):
     out = train(AUG.replace(epochs=1), synthetic_data, tmp_path / "run", verbose=0)
     for name in ("model.keras", "best.keras"):
