@@ -59,9 +59,13 @@ def main() -> None:
             predict_proba(model, data.x_test, tta=args.tta),
         )
 
-    def score(members) -> tuple[float, float]:
-        val = sum(probs[r][0] for r in members)
-        test = sum(probs[r][1] for r in members)
+    def averaged(members) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            sum(probs[r][0] for r in members) / len(members),
+            sum(probs[r][1] for r in members) / len(members),
+        )
+
+    def score(val, test) -> tuple[float, float]:
         return (
             100 * float((val.argmax(1) == y_val).mean()),
             100 * float((test.argmax(1) == data.y_test).mean()),
@@ -71,14 +75,15 @@ def main() -> None:
     print("| runs | n | val acc % | test acc % |\n|---|---|---|---|")
     singles = {}
     for run in args.runs:
-        singles[run] = score([run])
+        singles[run] = score(*probs[run])
         print(f"| {run} | 1 | {singles[run][0]:.2f} | {singles[run][1]:.2f} |")
     pairs = []
     for pair in itertools.combinations(args.runs, 2):
-        pairs.append(score(pair))
+        pairs.append(score(*averaged(pair)))
         print(f"| {' + '.join(map(str, pair))} | 2 | {pairs[-1][0]:.2f} | {pairs[-1][1]:.2f} |")
+    all_val, all_test = averaged(args.runs)
     if len(args.runs) > 2:
-        val, test = score(args.runs)
+        val, test = score(all_val, all_test)
         print(f"| all | {len(args.runs)} | {val:.2f} | {test:.2f} |")
     wrong = [probs[r][1].argmax(1) != data.y_test for r in args.runs]
     shared = np.logical_and.reduce(wrong)
@@ -87,7 +92,7 @@ def main() -> None:
         f"{statistics.mean(int(w.sum()) for w in wrong):.0f} errors per run (mean); "
         "their most frequent true -> predicted classes (averaged probabilities):"
     )
-    predicted = sum(probs[r][1] for r in args.runs).argmax(1)
+    predicted = all_test.argmax(1)
     pairs_of = collections.Counter(zip(data.y_test[shared], predicted[shared], strict=True))
     for (true, pred), count in pairs_of.most_common(6):
         print(f"  {CLASS_NAMES[true]} -> {CLASS_NAMES[pred]}: {count}")
