@@ -14,46 +14,22 @@ variants alternate, `--repeats` times each, so a drift in the machine's speed hi
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 
-CHILD = r"""
-import json, sys, time
-import numpy as np, tensorflow as tf, keras
-from fashion_cnn.models import build_model
-fused, width, steps = sys.argv[1] == "fused", int(sys.argv[2]), int(sys.argv[3])
-keras.config.set_dtype_policy("mixed_bfloat16")
-keras.utils.set_random_seed(0)
-m = build_model("convnet", scale=1 / 255, width=width, fused_bn=fused)
-m.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "categorical_crossentropy",
-          metrics=["accuracy"], jit_compile=False)
-rng = np.random.default_rng(0)
-x = rng.integers(0, 255, (4096, 28, 28, 1)).astype("float32")
-y = keras.utils.to_categorical(rng.integers(0, 10, 4096), 10)
-ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(256).prefetch(2)
-m.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # build and trace first
-times = []
-class T(keras.callbacks.Callback):
-    def on_train_batch_begin(self, b, logs=None): self.t = time.perf_counter()
-    def on_train_batch_end(self, b, logs=None): times.append(time.perf_counter() - self.t)
-m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[T()])
-print("RESULT " + json.dumps(1000 * float(np.median(times))), flush=True)
-"""
+from step_timing import run_steps
 
 
 def step_ms(variant: str, width: int, steps: int) -> float:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, variant, str(width), str(steps)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    steps_s, _ = run_steps(
+        model="convnet",
+        width=width,
+        fused_bn=variant == "fused",
+        precision="mixed_bfloat16",
+        batch_size=256,
+        jit_compile=False,
+        steps=steps,
+    )
+    return 1000 * statistics.median(steps_s["times"])
 
 
 def main() -> None:

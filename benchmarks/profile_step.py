@@ -19,39 +19,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 
-CHILD = r"""
-import json, os, sys, time
-import numpy as np, tensorflow as tf, keras
 from fashion_cnn.config import load_recipe
-from fashion_cnn.models import build_model
-c = load_recipe(sys.argv[1]); steps = int(sys.argv[2])
-keras.config.set_dtype_policy(c.precision)
-m = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn)
-m.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "categorical_crossentropy",
-          metrics=["accuracy"], jit_compile=c.jit_compile)
-rng = np.random.default_rng(0)
-x = rng.integers(0, 255, (4096, 28, 28, 1)).astype("float32")
-y = keras.utils.to_categorical(rng.integers(0, 10, 4096), 10)
-ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(c.batch_size).prefetch(2)
-m.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # build and trace first
-times = []
-class T(keras.callbacks.Callback):
-    def on_train_batch_begin(self, b, logs=None): self.t = time.perf_counter()
-    def on_train_batch_end(self, b, logs=None): times.append(time.perf_counter() - self.t)
-print("PROFILE-START", flush=True)
-t0 = time.perf_counter()
-m.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[T()])
-fit_s = time.perf_counter() - t0
-print("PROFILE-END", flush=True)
-print("STEPS " + json.dumps({"times": times, "batch": c.batch_size, "fit_s": fit_s}), flush=True)
-"""
+from step_timing import run_steps
 
 
 def conv_shape(desc: str) -> dict[str, int]:
@@ -70,16 +43,19 @@ def main() -> None:
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    env = dict(os.environ, ONEDNN_VERBOSE="profile_exec", TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, args.recipe, str(args.steps)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # validating a recipe imports Keras
+    config = load_recipe(args.recipe)
+    steps, out = run_steps(
+        model=config.model,
+        width=config.width,
+        fused_bn=config.fused_bn,
+        precision=config.precision,
+        batch_size=config.batch_size,
+        jit_compile=config.jit_compile,
+        steps=args.steps,
+        env={"ONEDNN_VERBOSE": "profile_exec"},
+    )
     body = out.split("PROFILE-START", 1)[1].split("PROFILE-END", 1)[0]
-    steps = json.loads(out.split("STEPS ", 1)[1].splitlines()[0])
     by_kind: dict[str, float] = collections.defaultdict(float)
     convs: dict[tuple[str, str], float] = collections.defaultdict(float)
     for line in body.splitlines():
@@ -98,8 +74,8 @@ def main() -> None:
     total = sum(by_kind.values())
     step_ms = 1000 * statistics.median(steps["times"])
     print(
-        f"{args.recipe}: median step {step_ms:.1f} ms at batch {steps['batch']} "
-        f"({1000 * steps['batch'] / step_ms:.0f} images/s); oneDNN primitives "
+        f"{args.recipe}: median step {step_ms:.1f} ms at batch {config.batch_size} "
+        f"({1000 * config.batch_size / step_ms:.0f} images/s); oneDNN primitives "
         f"{total / args.steps:.1f} ms a step; the fit call took {steps['fit_s']:.1f} s for "
         f"{sum(steps['times']):.1f} s of steps"
     )
