@@ -340,11 +340,11 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order
                 )
-        elif config.ema:
-            # Stopped after the last epoch's checkpoint but before saving: `fit` swaps the
-            # averaged weights in at its end, and it did not run this time.
-            model.optimizer.finalize_variable_values(model.trainable_variables)
         if config.ema:
+            if first_epoch >= config.epochs:
+                # Stopped after the last epoch's checkpoint but before saving: `fit` swaps
+                # the averaged weights in at its end, and it did not run this time.
+                model.optimizer.finalize_variable_values(model.trainable_variables)
             bn_batches, _ = epoch_batches(
                 x_tr,
                 y_tr,
