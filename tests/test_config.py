@@ -51,9 +51,16 @@ def test_every_shipped_recipe_version_loads_under_its_own_number():
 
 
 def test_fast_version_1_is_the_convnet_recipe_it_replaced():
-    old, new = load_recipe("fast@1"), load_recipe("fast")
+    old, new = load_recipe("fast@1"), load_recipe("fast@2")
     assert (old.model, new.model) == ("convnet", "convnet4")
     assert old.replace(model="convnet4", recipe_version=new.recipe_version) == new
+
+
+@pytest.mark.parametrize("name, old", [("fast", 2), ("best", 1), ("seed", 1)])
+def test_auto_precision_versions_change_only_the_precision(name, old):
+    before, now = load_recipe(f"{name}@{old}"), load_recipe(name)
+    assert (before.precision, now.precision) == ("mixed_bfloat16", "auto")
+    assert before.replace(precision="auto", recipe_version=now.recipe_version) == now
 
 
 @pytest.mark.parametrize("name", ["fast@9", "fast@x", "fast@"])

@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 
 
 @dataclasses.dataclass
@@ -49,7 +49,9 @@ class TrainConfig:
         val_fraction: share of the 60k training images held out for validation.
         split_seed: seed of the validation split (fixed across runs so all runs compare).
         seed: seed of weight initialization and data order.
-        precision: "float32", or "mixed_bfloat16" (bf16 compute, float32 weights).
+        precision: "float32", "mixed_bfloat16" (bf16 compute, float32 weights), or "auto":
+            bf16 where the hardware computes it natively, float32 elsewhere
+            (`fashion_cnn.hardware`); `train` records the precision it chose.
         jit_compile: compile the train step with XLA (slower for these models on CPU).
         train_subset: use only the first N training images (quick runs and tests).
         width: channel multiplier for models that have one (ignored by `seed`).

@@ -34,6 +34,7 @@ from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
+from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model, portable
 
@@ -211,7 +212,8 @@ def train(
     """Trains `config` on `data` into the run folder `out_dir`, resuming if possible.
 
     Args:
-        config: the resolved, validated config.
+        config: the resolved config; `precision = "auto"` is resolved here for this machine,
+            and the run folder's config.json records the result.
         data: the dataset (the test part is not touched here).
         out_dir: the run folder; created if needed.
         verbose: Keras' fit verbosity (1 = progress bar, 2 = a line per epoch).
@@ -229,7 +231,7 @@ def train(
         RunError: `out_dir` holds a run with a different config, or an unfinished
             multi-worker run (those cannot resume).
     """
-    config.validate()
+    config = config.replace(precision=resolve_precision(config.validate().precision))
     if strategy is not None and not is_chief(strategy):
         import tempfile
 

@@ -1,0 +1,79 @@
+"""Training step time of each recipe's model in float32 and in mixed bf16, on this machine.
+
+    python benchmarks/precision.py [--recipes seed fast best] [--steps 10] [--repeats 2]
+
+What `precision = "auto"` (`fashion_cnn.hardware`) decides between. For each recipe and
+precision, a child process builds the recipe's model, compiles it as training does (SGD
+with Nesterov momentum, the recipe's batch size and `jit_compile`), trains a few warm-up
+steps on random images, then times `--steps` steps; the median step is reported. The
+precisions alternate, `--repeats` times each, so a drift in the machine's speed hits both.
+The first lines name the CPU, its bf16 flags and what "auto" picks here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from fashion_cnn.config import load_recipe
+from fashion_cnn.hardware import CPU_BF16_FLAGS, auto_precision, cpu_flags
+from step_timing import run_steps
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def step_ms(recipe: str, precision: str, steps: int) -> float:
+    config = load_recipe(recipe)
+    times, _ = run_steps(
+        model=config.model,
+        width=config.width,
+        fused_bn=config.fused_bn,
+        precision=precision,
+        batch_size=config.batch_size,
+        jit_compile=config.jit_compile,
+        steps=steps,
+    )
+    return 1000 * statistics.median(times["times"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["seed", "fast", "best"])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    flags = cpu_flags()
+    native = sorted(flags & CPU_BF16_FLAGS) or ["none"]
+    print(f"CPU: {cpu_name()}, {len(flags)} flags; native bf16 flags: {', '.join(native)}")
+    print(f'precision "auto" on this CPU: {auto_precision(flags, [])}\n')
+    print(
+        "| recipe | batch | float32 ms a step | mixed_bfloat16 ms a step | bf16 speed-up |\n"
+        "|---|---|---|---|---|"
+    )
+    for recipe in args.recipes:
+        ms: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+        for _ in range(args.repeats):
+            for precision in PRECISIONS:
+                ms[precision].append(step_ms(recipe, precision, args.steps))
+        f32, bf16 = (statistics.mean(ms[p]) for p in PRECISIONS)
+        runs = {p: ", ".join(f"{t:.0f}" for t in ms[p]) for p in PRECISIONS}
+        print(
+            f"| {recipe} | {load_recipe(recipe).batch_size} | {f32:.0f} ({runs['float32']}) "
+            f"| {bf16:.0f} ({runs['mixed_bfloat16']}) | {f32 / bf16:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

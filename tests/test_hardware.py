@@ -1,0 +1,63 @@
+import json
+
+import keras
+import pytest
+
+from fashion_cnn import hardware
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.hardware import auto_precision, cpu_flags, resolve_precision
+from fashion_cnn.train import train
+
+ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+SAPPHIRE = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(ZEN3 + "processor\t: 1\nflags\t\t: other\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx", "avx2", "fma"}
+
+
+def test_cpu_flags_is_empty_where_there_is_no_cpuinfo(tmp_path):
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    (tmp_path / "odd").write_text("nothing here\n")
+    assert cpu_flags(tmp_path / "odd") == frozenset()
+
+
+@pytest.mark.parametrize(
+    "flags, gpus, expected",
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, [], "mixed_bfloat16"),
+        ({"amx_bf16"}, [], "mixed_bfloat16"),
+        ({"avx2", "avx512f"}, [], "float32"),  # AVX-512 without its bf16 extension
+        (set(), [], "float32"),  # cannot tell: the safe choice
+        (set(), [(8, 0)], "mixed_bfloat16"),
+        ({"amx_bf16"}, [(7, 5)], "float32"),  # the GPU trains, and it has no bf16
+        (set(), [(9, 0), (7, 0)], "float32"),
+    ],
+)
+def test_auto_precision_picks_bf16_only_where_the_hardware_has_it(flags, gpus, expected):
+    assert auto_precision(frozenset(flags), gpus) == expected
+
+
+def test_resolve_precision_keeps_explicit_values(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: pytest.fail("explicit values need no probe"))
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [(ZEN3, "float32"), (SAPPHIRE, "mixed_bfloat16")])
+def test_auto_runs_record_the_precision_they_trained_in(
+    synthetic_data, tmp_path, monkeypatch, cpuinfo, expected
+):
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    real = hardware.cpu_flags
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: real(tmp_path / "cpuinfo"))
+    monkeypatch.setattr(hardware, "gpu_capabilities", lambda: [])
+    config = TrainConfig(recipe="t", epochs=1, batch_size=64, scale=1 / 255, precision="auto")
+    out = train(config, synthetic_data, tmp_path / "run", verbose=0)
+    assert json.loads((out / "config.json").read_text())["precision"] == expected
+    conv = keras.models.load_model(out / "model.keras").layers[1]
+    assert conv.compute_dtype == {"float32": "float32", "mixed_bfloat16": "bfloat16"}[expected]
+    # The same call resumes (finds the finished run) rather than refusing a changed config.
+    assert train(config, synthetic_data, out, verbose=0) == out
