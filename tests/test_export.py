@@ -9,7 +9,8 @@ from fashion_cnn import export as export_mod
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import CLASS_NAMES, FILES
 from fashion_cnn.engines import load_engine
-from fashion_cnn.export import ExportError, export_run, float32_clone
+from fashion_cnn.export import ExportError, export_run
+from fashion_cnn.models import float32_clone
 from fashion_cnn.runs import load_run_model
 from fashion_cnn.train import train
 
@@ -31,7 +32,7 @@ def run(tmp_path_factory, synthetic_data):
 
 
 def test_float32_clone_computes_in_float32_with_the_same_weights(run):
-    model = load_run_model(run)
+    model = load_run_model(run, precision="trained")
     assert model.layers[1].compute_dtype == "bfloat16"
     clone = float32_clone(model)
     assert {layer.compute_dtype for layer in clone.layers} == {"float32"}

@@ -1,11 +1,15 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from fashion_cnn import hardware
 from fashion_cnn.config import TrainConfig
+from fashion_cnn.errors import RunError
+from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.hardware import auto_precision, cpu_flags, resolve_precision
+from fashion_cnn.runs import load_run_model
 from fashion_cnn.train import train
 
 ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
@@ -50,10 +54,7 @@ def test_resolve_precision_keeps_explicit_values(monkeypatch):
 def test_auto_runs_record_the_precision_they_trained_in(
     synthetic_data, tmp_path, monkeypatch, cpuinfo, expected
 ):
-    (tmp_path / "cpuinfo").write_text(cpuinfo)
-    real = hardware.cpu_flags
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: real(tmp_path / "cpuinfo"))
-    monkeypatch.setattr(hardware, "gpu_capabilities", lambda: [])
+    _pretend(monkeypatch, tmp_path, cpuinfo)
     config = TrainConfig(recipe="t", epochs=1, batch_size=64, scale=1 / 255, precision="auto")
     out = train(config, synthetic_data, tmp_path / "run", verbose=0)
     assert json.loads((out / "config.json").read_text())["precision"] == expected
@@ -61,3 +62,47 @@ def test_auto_runs_record_the_precision_they_trained_in(
     assert conv.compute_dtype == {"float32": "float32", "mixed_bfloat16": "bfloat16"}[expected]
     # The same call resumes (finds the finished run) rather than refusing a changed config.
     assert train(config, synthetic_data, out, verbose=0) == out
+
+
+def _pretend(monkeypatch, tmp_path, cpuinfo):
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    real = hardware.cpu_flags
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: real(tmp_path / "cpuinfo"))
+    monkeypatch.setattr(hardware, "gpu_capabilities", lambda: [])
+
+
+@pytest.fixture(scope="module")
+def bf16_run(tmp_path_factory, synthetic_data):
+    config = TrainConfig(
+        recipe="t", epochs=1, batch_size=64, scale=1 / 255, precision="mixed_bfloat16"
+    )
+    return train(config, synthetic_data, tmp_path_factory.mktemp("bf16"), verbose=0)
+
+
+def dtypes(model):
+    return {layer.compute_dtype for layer in model.layers}
+
+
+def test_a_bf16_run_computes_in_float32_where_bf16_is_emulated(
+    bf16_run, synthetic_data, tmp_path, monkeypatch
+):
+    trained = load_run_model(bf16_run, precision="trained")
+    assert "bfloat16" in dtypes(trained)
+    _pretend(monkeypatch, tmp_path, ZEN3)
+    model = load_run_model(bf16_run)
+    assert dtypes(model) == {"float32"}
+    for a, b in zip(model.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = synthetic_data.x_test[:64]
+    np.testing.assert_allclose(predict_proba(model, x), predict_proba(trained, x), atol=0.02)
+    assert "bfloat16" in dtypes(load_run_model(bf16_run, precision="trained"))
+
+
+def test_a_bf16_run_computes_as_trained_where_bf16_is_native(bf16_run, tmp_path, monkeypatch):
+    _pretend(monkeypatch, tmp_path, SAPPHIRE)
+    assert "bfloat16" in dtypes(load_run_model(bf16_run))
+
+
+def test_load_run_model_refuses_an_unknown_precision(bf16_run):
+    with pytest.raises(RunError, match=r"`precision`: expected 'auto' or 'trained'.*'fp16'"):
+        load_run_model(bf16_run, precision="fp16")

@@ -47,20 +47,6 @@ def engine_name(fmt: str, quantize: str | None) -> str:
     return f"{fmt}-{quantize}" if quantize else fmt
 
 
-def float32_clone(model):
-    """The same model computing in float32 (weights copied), for a mixed-precision model."""
-    import keras
-
-    def clone_layer(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def _signature():
     import tensorflow as tf
 
@@ -277,6 +263,7 @@ def export_run(
             nothing is written).
     """
     from fashion_cnn.evaluate import predict_proba
+    from fashion_cnn.models import float32_clone
     from fashion_cnn.runs import load_run_model
 
     if fmt not in FORMATS:
@@ -298,7 +285,7 @@ def export_run(
     if out.exists() and not overwrite:
         raise ExportError(f"Export folder {out} already exists. Pass --overwrite to replace it.")
 
-    model = float32_clone(load_run_model(run))
+    model = float32_clone(load_run_model(run, precision="trained"))
     x_test = np.asarray(data.x_test, np.float32).reshape(-1, 28, 28, 1)
     calibration = np.asarray(data.x_train[:CALIBRATION_IMAGES], np.float32).reshape(-1, 28, 28, 1)
     reference = predict_proba(model, x_test)

@@ -116,6 +116,27 @@ def portable(model: keras.Model) -> keras.Model:
     return copy
 
 
+def float32_clone(model: keras.Model) -> keras.Model:
+    """The same model computing in float32 (weights copied), for a mixed-precision model.
+
+    Args:
+        model: a Keras model; its weights are float32 already, only the compute dtype
+            changes.
+
+    Returns:
+        An uncompiled copy with the same layer names and weights.
+    """
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def _conv_bn_relu(
     x, filters: int, pool: bool, name: str, fused_bn: bool = False, pool_padding: str = "valid"
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ from fashion_cnn.calibrate import apply_temperature, expected_calibration_error
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import compute_metrics, predict_proba
+from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import read_json, write_json, write_text
+from fashion_cnn.models import float32_clone
 from fashion_cnn.train import BEST_FILE, CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE
 from fashion_cnn.tta import tta_mode
 
@@ -19,18 +22,28 @@ REPORT_FILE = "report.html"
 ROBUSTNESS_FILE = "robustness.json"
 CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
 
+log = logging.getLogger(__name__)
 
-def load_run_model(run_dir: str | Path, checkpoint: str = "final"):
+
+def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision: str = "auto"):
     """Loads the model of a run folder.
 
     Args:
         run_dir: a folder written by `train`.
         checkpoint: "final" (model.keras) or "best" (best validation accuracy).
+        precision: "trained" computes as the run trained; "auto" does too, except that a
+            `mixed_bfloat16` model computes in float32 on hardware without native bf16
+            (same weights; emulated bf16 runs several times slower: `fashion_cnn.hardware`).
 
     Raises:
         RunError: the folder or the model file is missing or unreadable.
     """
     import keras
+
+    if precision not in ("auto", "trained"):
+        raise RunError(
+            f"Invalid value for `precision`: expected 'auto' or 'trained', received {precision!r}"
+        )
 
     run = Path(run_dir)
     if checkpoint not in CHECKPOINTS:
@@ -49,11 +62,16 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final"):
             f"`fashion-cnn train` command to resume it."
         )
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any loader failure means the file is unusable
         raise RunError(
             f"Cannot load model {path}: {e}. Re-train the run with --overwrite."
         ) from None
+    bf16 = any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+    if precision == "auto" and bf16 and resolve_precision("auto") == "float32":
+        log.info("%s trained in mixed_bfloat16; computing in float32 on this machine", path)
+        model = float32_clone(model)
+    return model
 
 
 def load_calibration(run_dir: str | Path) -> dict | None:
