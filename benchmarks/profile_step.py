@@ -24,6 +24,7 @@ import re
 import statistics
 
 from fashion_cnn.config import load_recipe
+from fashion_cnn.hardware import resolve_precision
 from step_timing import run_steps
 
 
@@ -45,11 +46,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # validating a recipe imports Keras
     config = load_recipe(args.recipe)
+    precision = resolve_precision(config.precision)  # "auto": what `train` would pick here
     steps, out = run_steps(
         model=config.model,
         width=config.width,
         fused_bn=config.fused_bn,
-        precision=config.precision,
+        precision=precision,
         batch_size=config.batch_size,
         jit_compile=config.jit_compile,
         steps=args.steps,
@@ -74,7 +76,7 @@ def main() -> None:
     total = sum(by_kind.values())
     step_ms = 1000 * statistics.median(steps["times"])
     print(
-        f"{args.recipe}: median step {step_ms:.1f} ms at batch {config.batch_size} "
+        f"{args.recipe}: median step {step_ms:.1f} ms at batch {config.batch_size}, {precision} "
         f"({1000 * config.batch_size / step_ms:.0f} images/s); oneDNN primitives "
         f"{total / args.steps:.1f} ms a step; the fit call took {steps['fit_s']:.1f} s for "
         f"{sum(steps['times']):.1f} s of steps"

@@ -190,7 +190,7 @@ def test_run_from_before_recipe_versions_resumes_under_a_versioned_recipe(
     assert (out / "model.keras").stat().st_mtime_ns == before
     saved["recipe_version"] = 1
     (out / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\)"):
+    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\).*`--recipe test@1`"):
         train(CFG.replace(recipe_version=2), synthetic_data, out, verbose=0)
 
 

@@ -176,10 +176,13 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
         now["recipe_version"] = None
     if previous != now:
         diff = {k: (previous.get(k), v) for k, v in now.items() if previous.get(k) != v}
+        again = "repeat the original command"
+        if "recipe_version" in diff and previous["recipe_version"] is not None:
+            again += f" (`--recipe {previous['recipe']}@{previous['recipe_version']}`)"
         raise RunError(
             f"Run folder {out} was started with a different config "
-            f"(saved vs now: {diff}). To fix it: use another --out folder, repeat the original "
-            f"command to resume it, or pass --overwrite to start it again."
+            f"(saved vs now: {diff}). To fix it: use another --out folder, {again} to resume "
+            f"it, or pass --overwrite to start it again."
         )
 
 
