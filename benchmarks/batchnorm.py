@@ -14,9 +14,10 @@ variants alternate, `--repeats` times each, so a drift in the machine's speed hi
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 
-from step_timing import run_steps
+from step_timing import alternating, listed, run_steps
 
 
 def step_ms(variant: str, width: int, steps: int) -> float:
@@ -43,15 +44,15 @@ def main() -> None:
         "|---|---|---|---|"
     )
     for width in args.widths:
-        ms: dict[str, list[float]] = {"keras": [], "fused": []}
-        for _ in range(args.repeats):
-            for variant in ms:
-                ms[variant].append(step_ms(variant, width, args.steps))
+        ms = alternating(
+            functools.partial(step_ms, width=width, steps=args.steps),
+            ("keras", "fused"),
+            args.repeats,
+        )
         keras_ms, fused_ms = (statistics.mean(ms[v]) for v in ("keras", "fused"))
-        runs = {v: ", ".join(f"{t:.0f}" for t in ms[v]) for v in ms}
         print(
-            f"| {width} | {keras_ms:.1f} ({runs['keras']}) | {fused_ms:.1f} ({runs['fused']}) "
-            f"| {keras_ms / fused_ms:.2f}x |"
+            f"| {width} | {keras_ms:.1f} ({listed(ms['keras'])}) "
+            f"| {fused_ms:.1f} ({listed(ms['fused'])}) | {keras_ms / fused_ms:.2f}x |"
         )
 
 

@@ -13,12 +13,13 @@ The first lines name the CPU, its bf16 flags and what "auto" picks here.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 from pathlib import Path
 
 from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import CPU_BF16_FLAGS, auto_precision, cpu_flags
-from step_timing import run_steps
+from step_timing import alternating, listed, run_recipe_steps
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -35,16 +36,7 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 
 def step_ms(recipe: str, precision: str, steps: int) -> float:
-    config = load_recipe(recipe)
-    times, _ = run_steps(
-        model=config.model,
-        width=config.width,
-        fused_bn=config.fused_bn,
-        precision=precision,
-        batch_size=config.batch_size,
-        jit_compile=config.jit_compile,
-        steps=steps,
-    )
+    times, _ = run_recipe_steps(load_recipe(recipe), precision=precision, steps=steps)
     return 1000 * statistics.median(times["times"])
 
 
@@ -63,15 +55,13 @@ def main() -> None:
         "|---|---|---|---|---|"
     )
     for recipe in args.recipes:
-        ms: dict[str, list[float]] = {p: [] for p in PRECISIONS}
-        for _ in range(args.repeats):
-            for precision in PRECISIONS:
-                ms[precision].append(step_ms(recipe, precision, args.steps))
+        ms = alternating(
+            functools.partial(step_ms, recipe, steps=args.steps), PRECISIONS, args.repeats
+        )
         f32, bf16 = (statistics.mean(ms[p]) for p in PRECISIONS)
-        runs = {p: ", ".join(f"{t:.0f}" for t in ms[p]) for p in PRECISIONS}
         print(
-            f"| {recipe} | {load_recipe(recipe).batch_size} | {f32:.0f} ({runs['float32']}) "
-            f"| {bf16:.0f} ({runs['mixed_bfloat16']}) | {f32 / bf16:.2f}x |"
+            f"| {recipe} | {load_recipe(recipe).batch_size} | {f32:.0f} ({listed(ms['float32'])}) "
+            f"| {bf16:.0f} ({listed(ms['mixed_bfloat16'])}) | {f32 / bf16:.2f}x |"
         )
 
 

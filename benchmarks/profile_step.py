@@ -25,7 +25,7 @@ import statistics
 
 from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import resolve_precision
-from step_timing import run_steps
+from step_timing import run_recipe_steps
 
 
 def conv_shape(desc: str) -> dict[str, int]:
@@ -47,15 +47,8 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # validating a recipe imports Keras
     config = load_recipe(args.recipe)
     precision = resolve_precision(config.precision)  # "auto": what `train` would pick here
-    steps, out = run_steps(
-        model=config.model,
-        width=config.width,
-        fused_bn=config.fused_bn,
-        precision=precision,
-        batch_size=config.batch_size,
-        jit_compile=config.jit_compile,
-        steps=args.steps,
-        env={"ONEDNN_VERBOSE": "profile_exec"},
+    steps, out = run_recipe_steps(
+        config, precision=precision, steps=args.steps, env={"ONEDNN_VERBOSE": "profile_exec"}
     )
     body = out.split("PROFILE-START", 1)[1].split("PROFILE-END", 1)[0]
     by_kind: dict[str, float] = collections.defaultdict(float)

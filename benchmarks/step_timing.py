@@ -88,3 +88,44 @@ def run_steps(
         check=True,
     ).stdout
     return json.loads(out.split("STEPS ", 1)[1].splitlines()[0]), out
+
+
+def run_recipe_steps(
+    config, *, precision: str, steps: int, env: dict[str, str] | None = None
+) -> tuple[dict, str]:
+    """`run_steps` with a recipe's model, width, `fused_bn`, batch size and `jit_compile`.
+
+    Args:
+        config: a `fashion_cnn.config.TrainConfig`.
+        precision: a concrete Keras dtype policy (not "auto").
+        steps, env: as in `run_steps`.
+    """
+    return run_steps(
+        model=config.model,
+        width=config.width,
+        fused_bn=config.fused_bn,
+        precision=precision,
+        batch_size=config.batch_size,
+        jit_compile=config.jit_compile,
+        steps=steps,
+        env=env,
+    )
+
+
+def alternating(measure, variants, repeats: int) -> dict[str, list[float]]:
+    """`measure(variant)` for each variant in turn, `repeats` rounds, so that a drift in the
+    machine's speed hits every variant alike.
+
+    Returns:
+        variant -> its measurements, in order.
+    """
+    results: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            results[variant].append(measure(variant))
+    return results
+
+
+def listed(values: list[float]) -> str:
+    """The values as whole numbers, comma-separated (a table cell's detail)."""
+    return ", ".join(f"{v:.0f}" for v in values)

@@ -155,6 +155,16 @@ def saved_config(out: Path) -> dict | None:
     return TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
 
 
+def for_this_machine(config: TrainConfig) -> TrainConfig:
+    """`config` with `precision = "auto"` resolved for this machine: what `train` runs and
+    records in the run folder's config.json.
+
+    Raises:
+        ConfigError: `config` is invalid.
+    """
+    return config.replace(precision=resolve_precision(config.validate().precision))
+
+
 def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     saved = out / CONFIG_FILE
     if not saved.exists():
@@ -234,7 +244,7 @@ def train(
         RunError: `out_dir` holds a run with a different config, or an unfinished
             multi-worker run (those cannot resume).
     """
-    config = config.replace(precision=resolve_precision(config.validate().precision))
+    config = for_this_machine(config)
     if strategy is not None and not is_chief(strategy):
         import tempfile
 

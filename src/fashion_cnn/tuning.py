@@ -141,11 +141,11 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
     """A KerasTuner tuner whose trials are `train()` runs in `out/trials/ID`."""
     import keras_tuner as kt
 
-    from fashion_cnn.train import saved_config, train
+    from fashion_cnn.train import for_this_machine, saved_config, train
 
     class TrainTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, data: Dataset):
-            config = trial_config(space, trial.hyperparameters)
+            config = for_this_machine(trial_config(space, trial.hyperparameters))
             run = out / "trials" / trial.trial_id
             run.mkdir(parents=True, exist_ok=True)
             write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
