@@ -128,7 +128,7 @@ AUG = CFG.replace(
     learning_rate=0.05,
     weight_decay=5e-4,
     ema=0.9,
-    precision="mixed_bfloat16",
+    precision="auto",  # bf16 where native (as the recipes), else float32
     fused_bn=True,
 )
 
