@@ -190,8 +190,13 @@ def test_run_from_before_recipe_versions_resumes_under_a_versioned_recipe(
     assert (out / "model.keras").stat().st_mtime_ns == before
     saved["recipe_version"] = 1
     (out / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\).*`--recipe test@1`"):
+    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\)") as refused:
         train(CFG.replace(recipe_version=2), synthetic_data, out, verbose=0)
+    assert "--recipe" not in str(refused.value)  # "test" is not a shipped recipe
+    saved["recipe"] = "seed"
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(RunError, match=r"'recipe_version': \(1, 2\).*`--recipe seed@1`"):
+        train(CFG.replace(recipe="seed", recipe_version=2), synthetic_data, out, verbose=0)
 
 
 def test_finished_run_is_not_retrained(reference_run, synthetic_data):

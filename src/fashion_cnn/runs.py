@@ -36,7 +36,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision:
             (same weights; emulated bf16 runs several times slower: `fashion_cnn.hardware`).
 
     Raises:
-        RunError: the folder or the model file is missing or unreadable.
+        RunError: the folder or the model file is missing or unreadable, or `precision` is
+            neither "auto" nor "trained".
     """
     import keras
 

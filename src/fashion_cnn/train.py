@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from fashion_cnn.batches import epoch_batches, make_augment, without_autotune
 from fashion_cnn.calibrate import calibrate
-from fashion_cnn.config import TrainConfig, save_config
+from fashion_cnn.config import TrainConfig, recipe_names, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
@@ -187,7 +187,11 @@ def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     if previous != now:
         diff = {k: (previous.get(k), v) for k, v in now.items() if previous.get(k) != v}
         again = "repeat the original command"
-        if "recipe_version" in diff and previous["recipe_version"] is not None:
+        if (
+            "recipe_version" in diff
+            and previous["recipe_version"] is not None
+            and previous["recipe"] in recipe_names()  # a shipped one, not e.g. "fast-tuned"
+        ):
             again += f" (`--recipe {previous['recipe']}@{previous['recipe_version']}`)"
         raise RunError(
             f"Run folder {out} was started with a different config "
