@@ -15,28 +15,16 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-from pathlib import Path
 
 from fashion_cnn.config import load_recipe
-from fashion_cnn.hardware import CPU_BF16_FLAGS, auto_precision, cpu_flags
+from fashion_cnn.hardware import CPU_BF16_FLAGS, auto_precision, cpu_flags, cpuinfo_field
 from step_timing import alternating, listed, run_recipe_steps
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def step_ms(recipe: str, precision: str, steps: int) -> float:
-    times, _ = run_recipe_steps(load_recipe(recipe), precision=precision, steps=steps)
+def step_ms(config, precision: str, steps: int) -> float:
+    times, _ = run_recipe_steps(config, precision=precision, steps=steps)
     return 1000 * statistics.median(times["times"])
 
 
@@ -48,19 +36,21 @@ def main() -> None:
     args = parser.parse_args()
     flags = cpu_flags()
     native = sorted(flags & CPU_BF16_FLAGS) or ["none"]
-    print(f"CPU: {cpu_name()}, {len(flags)} flags; native bf16 flags: {', '.join(native)}")
+    name = cpuinfo_field("model name") or "unknown CPU"
+    print(f"CPU: {name}, {len(flags)} flags; native bf16 flags: {', '.join(native)}")
     print(f'precision "auto" on this CPU: {auto_precision(flags, [])}\n')
     print(
         "| recipe | batch | float32 ms a step | mixed_bfloat16 ms a step | bf16 speed-up |\n"
         "|---|---|---|---|---|"
     )
     for recipe in args.recipes:
+        config = load_recipe(recipe)
         ms = alternating(
-            functools.partial(step_ms, recipe, steps=args.steps), PRECISIONS, args.repeats
+            functools.partial(step_ms, config, steps=args.steps), PRECISIONS, args.repeats
         )
         f32, bf16 = (statistics.mean(ms[p]) for p in PRECISIONS)
         print(
-            f"| {recipe} | {load_recipe(recipe).batch_size} | {f32:.0f} ({listed(ms['float32'])}) "
+            f"| {recipe} | {config.batch_size} | {f32:.0f} ({listed(ms['float32'])}) "
             f"| {bf16:.0f} ({listed(ms['mixed_bfloat16'])}) | {f32 / bf16:.2f}x |"
         )
 

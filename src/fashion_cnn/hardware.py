@@ -21,6 +21,27 @@ CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 GPU_BF16_CAPABILITY = (8, 0)
 
 
+def cpuinfo_field(name: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """One field of the first CPU as Linux reports it, e.g. "flags" or "model name".
+
+    Args:
+        name: the field's name.
+        cpuinfo: the file to read.
+
+    Returns:
+        The field's value, or None where the file is missing, unreadable or lacks it.
+    """
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU's feature flags as Linux reports them (the `flags` line of the first CPU).
 
@@ -30,15 +51,7 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     Returns:
         The flags, or an empty set where the file is missing or unreadable.
     """
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset((cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
