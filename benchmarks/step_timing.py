@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+from fashion_cnn.hardware import prefer_onednn
+
 CHILD = r"""
 import json, sys, time
 import numpy as np, tensorflow as tf, keras
@@ -62,7 +64,8 @@ def run_steps(
         precision: a Keras dtype policy, e.g. "mixed_bfloat16".
         batch_size, jit_compile: as in a recipe.
         steps: how many steps to time (after 5 untimed ones).
-        env: extra environment variables for the child (e.g. ONEDNN_VERBOSE).
+        env: extra environment variables for the child (e.g. ONEDNN_VERBOSE); the child
+            otherwise gets TensorFlow's oneDNN kernels as `fashion-cnn` does.
 
     Returns:
         `({"times": [seconds of each step], "fit_s": seconds of the timed fit call},
@@ -80,9 +83,12 @@ def run_steps(
         "jit_compile": jit_compile,
         "steps": steps,
     }
+    child_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    prefer_onednn(child_env)  # as `fashion-cnn train` runs
+    child_env.update(env or {})
     out = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(spec)],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
+        env=child_env,
         capture_output=True,
         text=True,
         check=True,

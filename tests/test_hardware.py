@@ -1,4 +1,5 @@
 import json
+import os
 
 import keras
 import numpy as np
@@ -42,6 +43,32 @@ def test_cpu_flags_is_empty_where_there_is_no_cpuinfo(tmp_path):
 )
 def test_auto_precision_picks_bf16_only_where_the_hardware_has_it(flags, gpus, expected):
     assert auto_precision(frozenset(flags), gpus) == expected
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_prefer_onednn_turns_onednn_on_for_x86_64(machine):
+    env = {"PATH": "/bin"}
+    assert hardware.prefer_onednn(env, machine) is True
+    assert env == {"PATH": "/bin", "TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+def test_prefer_onednn_keeps_the_users_choice_and_other_architectures():
+    env = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert hardware.prefer_onednn(env, "x86_64") is False
+    assert env == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    for machine in ("aarch64", "arm64", ""):
+        env = {}
+        assert hardware.prefer_onednn(env, machine) is False
+        assert env == {}
+
+
+def test_the_cli_asks_for_onednn_before_tensorflow_is_imported(monkeypatch):
+    from fashion_cnn import cli
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
+    cli._setup()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 
 def test_resolve_precision_keeps_explicit_values(monkeypatch):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from fashion_cnn import commands
 from fashion_cnn.errors import FashionCnnError
+from fashion_cnn.hardware import prefer_onednn
 from fashion_cnn.tta import TTA_VIEWS
 
 log = logging.getLogger("fashion_cnn")
@@ -36,6 +37,7 @@ class _StderrHandler(logging.StreamHandler):
 def _setup(verbose: bool = False) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    prefer_onednn(os.environ)  # before anything imports TensorFlow
     if not log.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

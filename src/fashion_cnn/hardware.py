@@ -6,17 +6,28 @@ or newer. Without them TensorFlow emulates bf16, and training runs several times
 than in float32 (8.5x for `fast`'s step on an AVX2-only AMD EPYC: BENCHMARKS.md). So "auto"
 picks bf16 only where the hardware has it, and float32 everywhere else, including where it
 cannot tell (no `/proc/cpuinfo`, e.g. macOS and Windows).
+
+It also holds `prefer_onednn`: TensorFlow runs its oneDNN kernels by default only on x86
+CPUs with VNNI, AVX512-BF16 or AMX, and its slower Eigen kernels on the rest, where oneDNN
+trains the recipes' models 1.5-1.7x faster in float32 (an AVX2-only AMD EPYC:
+BENCHMARKS.md, "oneDNN on CPUs without VNNI").
 """
 
 from __future__ import annotations
 
 import logging
+import platform
+from collections.abc import MutableMapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 #: x86 CPU flags (as Linux lists them in /proc/cpuinfo) of native bf16 dot products.
 CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: The environment variable that TensorFlow reads, once, when it is imported.
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+#: `platform.machine()` names of x86-64, where TensorFlow's wheels ship oneDNN.
+X86_64 = frozenset({"x86_64", "amd64"})
 #: The oldest NVIDIA compute capability with bf16 tensor cores (Ampere).
 GPU_BF16_CAPABILITY = (8, 0)
 
@@ -103,3 +114,26 @@ def resolve_precision(precision: str) -> str:
         why = f"CPU flags {', '.join(native)}" if native else "no native bf16 on this CPU"
     log.info('precision "auto" -> %s (%s)', chosen, why)
     return chosen
+
+
+def prefer_onednn(environ: MutableMapping[str, str], machine: str | None = None) -> bool:
+    """Asks TensorFlow for its oneDNN kernels on any x86-64 CPU, not only the newest.
+
+    TensorFlow leaves oneDNN off by default on x86 CPUs without AVX512-VNNI, AVX512-BF16,
+    AVX-VNNI or AMX, e.g. AVX2-only ones, where its Eigen kernels train the recipes'
+    models 1.5-1.7x slower (BENCHMARKS.md). Only takes effect when called before
+    TensorFlow is imported (`fashion-cnn` does so first thing). A value the user set,
+    e.g. `TF_ENABLE_ONEDNN_OPTS=0`, is kept.
+
+    Args:
+        environ: the environment to change (`os.environ`, or a child process's copy).
+        machine: the architecture as `platform.machine()` names it (default: this one's).
+
+    Returns:
+        Whether it set `TF_ENABLE_ONEDNN_OPTS=1`.
+    """
+    machine = platform.machine() if machine is None else machine
+    if machine.lower() not in X86_64 or ONEDNN_VARIABLE in environ:
+        return False
+    environ[ONEDNN_VARIABLE] = "1"
+    return True
