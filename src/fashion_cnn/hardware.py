@@ -3,7 +3,7 @@
 `mixed_bfloat16` roughly halves the training time of the shipped recipes on a CPU with
 native bf16 instructions (AVX512-BF16 or AMX-BF16) or on a GPU of compute capability 8.0
 or newer. Without them TensorFlow emulates bf16, and training runs several times slower
-than in float32 (8.5x for `fast`'s step on an AVX2-only AMD EPYC: BENCHMARKS.md). So "auto"
+than in float32 (12x for `fast`'s step on an AVX2-only AMD EPYC: BENCHMARKS.md). So "auto"
 picks bf16 only where the hardware has it, and float32 everywhere else, including where it
 cannot tell (no `/proc/cpuinfo`, e.g. macOS and Windows).
 
