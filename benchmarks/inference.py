@@ -30,6 +30,9 @@ BATCH = 256
 def setup_threads(threads: int) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from fashion_cnn.hardware import prefer_onednn
+
+    prefer_onednn(os.environ)  # as `fashion-cnn` does, before TensorFlow loads
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

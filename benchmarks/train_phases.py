@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from fashion_cnn.hardware import prefer_onednn
+
 CHILD = r"""
 import dataclasses, json, sys, time
 t0 = time.perf_counter()
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--autotune", action="store_true")
     args = parser.parse_args()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    prefer_onednn(env)  # the child calls `train` as `fashion-cnn train` would run it
     print(
         f"{args.recipe}, {args.epochs} epochs, tf.data autotune {'on' if args.autotune else 'off'}"
     )
