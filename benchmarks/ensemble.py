@@ -33,9 +33,6 @@ def main() -> None:
         parser.error("give at least two run folders")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from fashion_cnn.hardware import prefer_onednn
-
-    prefer_onednn(os.environ)  # as `fashion-cnn` does, before TensorFlow loads
     from fashion_cnn.data import CLASS_NAMES, load_data, split_validation
     from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.runs import load_run_model

@@ -30,9 +30,6 @@ BATCH = 256
 def setup_threads(threads: int) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from fashion_cnn.hardware import prefer_onednn
-
-    prefer_onednn(os.environ)  # as `fashion-cnn` does, before TensorFlow loads
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -107,6 +104,7 @@ def ensure_exports(runs: list[str]) -> dict:
     from fashion_cnn.data import load_data
     from fashion_cnn.engines import CARD_FILE, export_dir
     from fashion_cnn.io_utils import read_json
+    from fashion_cnn.models import float32_clone
     from fashion_cnn.runs import load_run_model
 
     data = None
@@ -127,7 +125,7 @@ def ensure_exports(runs: list[str]) -> dict:
                     if not quant:
                         raise
                     notes[run][name] = "refused by export: " + str(e).split(": ", 1)[1]
-                    model = export_mod.float32_clone(load_run_model(run))
+                    model = float32_clone(load_run_model(run, precision="trained"))
                     calibration = data.x_train[: export_mod.CALIBRATION_IMAGES]
                     writer = export_mod._write_onnx if fmt == "onnx" else export_mod._write_litert
                     folder.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@
 
 TensorFlow turns its oneDNN operations on by default only on x86 CPUs with AVX512-VNNI,
 AVX512-BF16, AVX-VNNI or AMX; elsewhere (e.g. an AVX2-only CPU) it runs its Eigen kernels
-unless `TF_ENABLE_ONEDNN_OPTS=1` is set before TensorFlow is imported. The `fashion-cnn`
-command sets it on x86-64 (`fashion_cnn.hardware.prefer_onednn`); this measures why. For
+unless `TF_ENABLE_ONEDNN_OPTS=1` is set before TensorFlow is imported. `fashion-cnn train`
+and `tune` set it on x86-64 (`fashion_cnn.hardware.prefer_onednn`); this measures why. For
 each recipe, child processes (`step_timing.run_recipe_steps`) with
 `TF_ENABLE_ONEDNN_OPTS=0` and `=1` alternate, `--repeats` times each; each reports the
 median of `--steps` timed steps on random images. The first lines name the CPU and whether

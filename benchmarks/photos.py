@@ -29,9 +29,6 @@ def main() -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from fashion_cnn.hardware import prefer_onednn
-
-    prefer_onednn(os.environ)  # as `fashion-cnn` does, before TensorFlow loads
     import numpy as np
     import tensorflow as tf
     from PIL import Image

@@ -62,12 +62,15 @@ def test_prefer_onednn_keeps_the_users_choice_and_other_architectures():
         assert env == {}
 
 
-def test_the_cli_asks_for_onednn_before_tensorflow_is_imported(monkeypatch):
+def test_the_cli_asks_for_onednn_for_training_commands_only(monkeypatch):
     from fashion_cnn import cli
 
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
-    cli._setup()
+    for command in ("serve", "predict", "evaluate"):
+        cli._setup(command=command)
+        assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    cli._setup(command="train")
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
 

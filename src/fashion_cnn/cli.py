@@ -17,6 +17,9 @@ from fashion_cnn.tta import TTA_VIEWS
 
 log = logging.getLogger("fashion_cnn")
 
+#: Commands that train, for which `_setup` asks TensorFlow for its oneDNN kernels.
+TRAINING_COMMANDS = frozenset({"train", "tune"})
+
 
 class _StderrHandler(logging.StreamHandler):
     """Writes each record to the `sys.stderr` of the moment, not the one it was created
@@ -34,10 +37,13 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _setup(verbose: bool = False) -> None:
+def _setup(verbose: bool = False, command: str | None = None) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    prefer_onednn(os.environ)  # before anything imports TensorFlow
+    if command in TRAINING_COMMANDS:
+        # Before anything imports TensorFlow. Training only: on a CPU where this changes
+        # anything, one image at a time (serve) was slower with oneDNN (BENCHMARKS.md).
+        prefer_onednn(os.environ)
     if not log.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -209,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup(args.verbose)
+    _setup(args.verbose, args.command)
     try:
         return args.func(args)
     except FashionCnnError as e:

@@ -10,7 +10,7 @@ cannot tell (no `/proc/cpuinfo`, e.g. macOS and Windows).
 It also holds `prefer_onednn`: TensorFlow runs its oneDNN kernels by default only on x86
 CPUs with VNNI, AVX512-BF16 or AMX, and its slower Eigen kernels on the rest, where oneDNN
 trains the recipes' models 1.5-1.7x faster in float32 (an AVX2-only AMD EPYC:
-BENCHMARKS.md, "oneDNN on CPUs without VNNI").
+BENCHMARKS.md, "oneDNN on CPUs without VNNI"), so `fashion-cnn train` and `tune` ask for it.
 """
 
 from __future__ import annotations
@@ -121,8 +121,9 @@ def prefer_onednn(environ: MutableMapping[str, str], machine: str | None = None)
 
     TensorFlow leaves oneDNN off by default on x86 CPUs without AVX512-VNNI, AVX512-BF16,
     AVX-VNNI or AMX, e.g. AVX2-only ones, where its Eigen kernels train the recipes'
-    models 1.5-1.7x slower (BENCHMARKS.md). Only takes effect when called before
-    TensorFlow is imported (`fashion-cnn` does so first thing). A value the user set,
+    models 1.5-1.7x slower (BENCHMARKS.md). `fashion-cnn` calls this for the commands that
+    train, first thing: it only takes effect before TensorFlow is imported. (Not for
+    `serve`: one image at a time, oneDNN was ~1.5 ms slower there.) A value the user set,
     e.g. `TF_ENABLE_ONEDNN_OPTS=0`, is kept.
 
     Args:
