@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fashion_cnn.hardware import prefer_onednn  # noqa: E402
 
-prefer_onednn(os.environ)  # as `fashion-cnn` does, before TensorFlow is imported
+prefer_onednn(os.environ)  # as `fashion-cnn train` does, before TensorFlow is imported
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
