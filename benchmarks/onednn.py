@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 from fashion_cnn.config import load_recipe
-from fashion_cnn.hardware import cpuinfo_field
+from fashion_cnn.hardware import ONEDNN_VARIABLE, cpuinfo_field
 from step_timing import alternating, listed, run_recipe_steps
 
 SETTINGS = ("0", "1")
@@ -34,14 +34,14 @@ DEFAULT_CHECK = (
 
 def step_ms(config, setting: str, precision: str, steps: int) -> float:
     times, _ = run_recipe_steps(
-        config, precision=precision, steps=steps, env={"TF_ENABLE_ONEDNN_OPTS": setting}
+        config, precision=precision, steps=steps, env={ONEDNN_VARIABLE: setting}
     )
     return 1000 * statistics.median(times["times"])
 
 
 def tensorflow_default() -> str:
     """Whether TensorFlow turns oneDNN on here by itself ("True"/"False")."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_VARIABLE}
     out = subprocess.run(
         [sys.executable, "-c", DEFAULT_CHECK],
         env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
