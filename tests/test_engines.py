@@ -1,5 +1,7 @@
 """Engines: choosing one for a run, clear errors when an export is missing."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,22 @@ def test_litert_engine_handles_changing_batch_sizes(run, synthetic_data):
     whole = engine(x)
     parts = np.concatenate([engine(x[:1]), engine(x[1:5]), engine(x[5:])])
     np.testing.assert_allclose(whole, parts, atol=1e-6)
+
+
+def test_an_onnx_int8_export_without_its_quantization_record_is_flagged(
+    run, synthetic_data, caplog
+):
+    folder = run / "exports" / "onnx-int8"
+    if not folder.exists():
+        export_run(run, synthetic_data, "onnx", quantize="int8")
+    with caplog.at_level("WARNING", logger="fashion_cnn.engines"):
+        load_engine(run, "onnx-int8")
+    assert not caplog.records  # made by this version: 7-bit weights, no warning
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["quantization"]  # as cards of exports made before 7-bit weights
+    card_path.write_text(json.dumps(card))
+    with caplog.at_level("WARNING", logger="fashion_cnn.engines"):
+        engine = load_engine(run, "onnx-int8")
+    assert "predates 7-bit weights" in caplog.text and "--overwrite" in caplog.text
+    assert engine(synthetic_data.x_test[:2].astype("float32")).shape == (2, 10)  # still runs

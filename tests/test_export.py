@@ -51,6 +51,7 @@ def test_float_export_round_trip_matches_keras(run, synthetic_data, fmt, quantiz
     on_disk = json.loads((folder / "card.json").read_text())
     assert on_disk["class_names"] == list(CLASS_NAMES)
     assert on_disk["input"]["shape"] == [None, 28, 28, 1] and on_disk["input"]["range"] == [0, 255]
+    assert on_disk["quantization"] is None
     assert on_disk["export_precision"] == "float32" and on_disk["trained_precision"] == (
         "mixed_bfloat16"
     )
@@ -84,6 +85,30 @@ def test_int8_export_within_its_parity_limits(run, synthetic_data, fmt):
         4,
         10,
     )
+    assert card["quantization"]["weights"].startswith("int8")
+
+
+def test_onnx_int8_weights_use_7_bits_and_the_first_convolution_stays_float(run, synthetic_data):
+    """8-bit weights saturate ONNX Runtime's int8 kernels on CPUs without VNNI."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder = run / "exports" / "onnx-int8"
+    if not folder.exists():
+        export_run(run, synthetic_data, "onnx", quantize="int8")
+    card = json.loads((folder / "card.json").read_text())
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    int8 = [w for w in weights.values() if w.dtype == np.int8 and w.size > 1]
+    assert int8, "no int8 weights in the int8 export"
+    # symmetric 7-bit: |w| <= 64, so a pair of uint8 x int8 products stays within int16
+    # (2 x 255 x 64 = 32,640 <= 32,767)
+    assert all(np.abs(w.astype(int)).max() <= 64 for w in int8)
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert card["quantization"]["float_nodes"] == [convs[0].name]
+    assert weights[convs[0].input[1]].dtype == np.float32  # not fed by a DequantizeLinear
+    produced_by = {out: node.op_type for node in graph.node for out in node.output}
+    assert all(produced_by.get(conv.input[1]) == "DequantizeLinear" for conv in convs[1:])
 
 
 def test_broken_export_is_refused_and_nothing_is_written(

@@ -8,12 +8,16 @@ Every engine is a callable: raw 0-255 pixels (N, 28, 28, 1) float32 in, probabil
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from fashion_cnn.errors import RunError
+
+log = logging.getLogger(__name__)
 
 EXPORTS_DIR = "exports"
 ONNX_FILE = "model.onnx"
@@ -194,4 +198,22 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
             f"Run {run_dir} has no {name} export ({path} is missing). Create it with "
             f"`fashion-cnn export {run_dir} --format {fmt}{flag}`."
         )
+    if name == "onnx-int8" and not _has_quantization_record(folder):
+        log.warning(
+            "The onnx-int8 export of %s predates 7-bit weights: on CPUs without VNNI, ONNX "
+            "Runtime can saturate its 8-bit weights and change answers its parity check did "
+            "not see. Re-export it with `fashion-cnn export %s --format onnx --quantize int8 "
+            "--overwrite`.",
+            run_dir,
+            run_dir,
+        )
     return open_artifact(path, name=name)
+
+
+def _has_quantization_record(folder: Path) -> bool:
+    """Whether an export's card.json says how it was quantized (exports since 7-bit weights)."""
+    try:
+        card = json.loads((folder / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and bool(card.get("quantization"))

@@ -36,6 +36,23 @@ INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads numbered version folders
 CALIBRATION_IMAGES = 1000  # training images used to set int8 ranges (never test images)
+# How `--format onnx --quantize int8` quantizes (recorded in card.json; see `_quantize_onnx`).
+# Each setting was needed for the parity check on an AVX2-only CPU (BENCHMARKS.md).
+ONNX_INT8 = {
+    "format": "QDQ",
+    "quantized_ops": ["Conv", "MatMul", "Gemm"],  # softmax, pooling and scaling stay float
+    "weights": "int8, per output channel, 7-bit range (reduce_range)",
+    "activations": "uint8, per tensor",
+    "calibration": "percentile 99.999 of activations on the calibration images",
+    "kept_in_float": "the first convolution (raw pixels in)",
+}
+# What TensorFlow Lite's converter does with `Optimize.DEFAULT` and a representative dataset.
+LITERT_INT8 = {
+    "weights": "int8, per output channel (convolutions)",
+    "activations": "int8, per tensor",
+    "calibration": "min/max of activations on the calibration images",
+    "kept_in_float": "the model's input and output",
+}
 
 
 class ExportError(FashionCnnError):
@@ -82,9 +99,32 @@ def _rename_onnx_io(path: Path) -> None:
     onnx.save(graph, str(path))
 
 
-def _quantize_onnx(src: Path, dst: Path, calibration: np.ndarray) -> None:
+def _first_conv(path: Path) -> str:
+    """The name of the first Conv node of an ONNX graph (the one reading the pixels)."""
+    import onnx
+
+    for node in onnx.load(str(path)).graph.node:
+        if node.op_type == "Conv":
+            return node.name
+    raise ExportError(f"The ONNX graph {path} has no Conv node to keep in float.")
+
+
+def _quantize_onnx(src: Path, dst: Path, calibration: np.ndarray) -> dict:
+    """Static int8 quantization (QDQ) of `src` into `dst`, calibrated on `calibration`.
+
+    The settings (`ONNX_INT8`) give the same integer results on every x86-64 CPU: ONNX
+    Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW on CPUs without
+    VNNI, which saturates its 16-bit pair sums for 8-bit weights; 7-bit weights
+    (`reduce_range`) keep every sum in range, so an export checked on a VNNI machine gives
+    the same answers on an AVX2-only one. With full-range weights the `fast` model lost
+    1.6-3.0 points of accuracy on an AVX2 CPU (BENCHMARKS.md).
+
+    Returns:
+        The settings used, with the name of the node kept in float (for the card).
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -101,31 +141,41 @@ def _quantize_onnx(src: Path, dst: Path, calibration: np.ndarray) -> None:
 
     prepared = src.with_name("prepared.onnx")
     quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    stem = _first_conv(prepared)
     quantize_static(
         str(prepared),
         str(dst),
         Reader(),
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv", "MatMul", "Gemm"],  # softmax and scaling stay float
+        op_types_to_quantize=list(ONNX_INT8["quantized_ops"]),
+        nodes_to_exclude=[stem],
         per_channel=True,
+        reduce_range=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.Percentile,
     )
     prepared.unlink()
+    return {**ONNX_INT8, "float_nodes": [stem]}
 
 
-def _write_onnx(model, folder: Path, quantize: str | None, calibration: np.ndarray) -> Path:
+def _write_onnx(
+    model, folder: Path, quantize: str | None, calibration: np.ndarray
+) -> tuple[Path, dict | None]:
     path = folder / ONNX_FILE
     target = folder / "float.onnx" if quantize else path
     model.export(str(target), format="onnx", verbose=False, input_signature=_signature())
     _rename_onnx_io(target)
+    settings = None
     if quantize:
-        _quantize_onnx(target, path, calibration)
+        settings = _quantize_onnx(target, path, calibration)
         target.unlink()
-    return path
+    return path, settings
 
 
-def _write_litert(model, folder: Path, quantize: str | None, calibration: np.ndarray) -> Path:
+def _write_litert(
+    model, folder: Path, quantize: str | None, calibration: np.ndarray
+) -> tuple[Path, dict | None]:
     path = folder / LITERT_FILE
     kwargs = {}
     if quantize:
@@ -140,7 +190,7 @@ def _write_litert(model, folder: Path, quantize: str | None, calibration: np.nda
             "representative_dataset": representative,
         }
     model.export(str(path), format="litert", verbose=False, input_signature=_signature(), **kwargs)
-    return path
+    return path, (LITERT_INT8 if quantize else None)
 
 
 def _open_savedmodel(path: Path):
@@ -191,8 +241,22 @@ def _versions(fmt: str) -> dict:
     return versions
 
 
-def model_card(run_dir: Path, fmt: str, quantize: str | None, artifact: str, parity: dict) -> dict:
-    """What the export is, how to call it and how well it does."""
+def model_card(
+    run_dir: Path,
+    fmt: str,
+    quantize: str | None,
+    artifact: str,
+    parity: dict,
+    quantization: dict | None = None,
+) -> dict:
+    """What the export is, how to call it and how well it does.
+
+    Args:
+        run_dir, fmt, quantize: the run and the export's format and quantization.
+        artifact: the exported file, relative to the export folder.
+        parity: `check_parity`'s figures on the test images.
+        quantization: how an int8 export was quantized (`ONNX_INT8`, `LITERT_INT8`).
+    """
     config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
     config = read_json(config_path) if config_path.exists() else {}
     metrics = read_json(metrics_path) if metrics_path.exists() else {}
@@ -208,6 +272,7 @@ def model_card(run_dir: Path, fmt: str, quantize: str | None, artifact: str, par
         "model": config.get("model"),
         "trained_precision": config.get("precision"),
         "export_precision": "int8" if quantize else "float32",
+        "quantization": quantization,
         "class_names": list(CLASS_NAMES),
         "input": {
             "name": INPUT_NAME,
@@ -295,11 +360,11 @@ def export_run(
     try:
         try:
             if fmt == "savedmodel":
-                path = _write_savedmodel(model, staging)
+                path, settings = _write_savedmodel(model, staging), None
                 engine = _open_savedmodel(path)
             else:
                 writer = _write_onnx if fmt == "onnx" else _write_litert
-                path = writer(model, staging, quantize, calibration)
+                path, settings = writer(model, staging, quantize, calibration)
                 engine = open_artifact(path, name=name)
         except FashionCnnError:
             raise
@@ -314,7 +379,8 @@ def export_run(
                 + "; ".join(parity["failures"])
                 + ". Nothing was written."
             )
-        card = model_card(run, fmt, quantize, path.relative_to(staging).as_posix(), parity)
+        artifact = path.relative_to(staging).as_posix()
+        card = model_card(run, fmt, quantize, artifact, parity, quantization=settings)
         write_json(staging / CARD_FILE, card)
         staging.chmod(0o755)
         old = None
