@@ -26,6 +26,7 @@ from fashion_cnn.engines import CARD_FILE, LITERT_FILE, ONNX_FILE, export_dir, o
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import read_json, write_json
 from fashion_cnn.parity import PARITY, check_parity
+from fashion_cnn.quantize import LITERT_INT8, quantize_onnx
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +37,6 @@ INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 SAVEDMODEL_VERSION = "1"  # TensorFlow Serving loads numbered version folders
 CALIBRATION_IMAGES = 1000  # training images used to set int8 ranges (never test images)
-# How `--format onnx --quantize int8` quantizes (recorded in card.json; see `_quantize_onnx`).
-# Each setting was needed for the parity check on an AVX2-only CPU (BENCHMARKS.md).
-ONNX_INT8 = {
-    "format": "QDQ",
-    "quantized_ops": ["Conv", "MatMul", "Gemm"],  # softmax, pooling and scaling stay float
-    "weights": "int8, per output channel, 7-bit range (reduce_range)",
-    "activations": "uint8, per tensor",
-    "calibration": "percentile 99.999 of activations on the calibration images",
-    "kept_in_float": "the first convolution (raw pixels in)",
-}
-# What TensorFlow Lite's converter does with `Optimize.DEFAULT` and a representative dataset.
-LITERT_INT8 = {
-    "weights": "int8, per output channel (convolutions)",
-    "activations": "int8, per tensor",
-    "calibration": "min/max of activations on the calibration images",
-    "kept_in_float": "the model's input and output",
-}
 
 
 class ExportError(FashionCnnError):
@@ -99,66 +83,6 @@ def _rename_onnx_io(path: Path) -> None:
     onnx.save(graph, str(path))
 
 
-def _first_conv(path: Path) -> str:
-    """The name of the first Conv node of an ONNX graph (the one reading the pixels)."""
-    import onnx
-
-    for node in onnx.load(str(path)).graph.node:
-        if node.op_type == "Conv":
-            return node.name
-    raise ExportError(f"The ONNX graph {path} has no Conv node to keep in float.")
-
-
-def _quantize_onnx(src: Path, dst: Path, calibration: np.ndarray) -> dict:
-    """Static int8 quantization (QDQ) of `src` into `dst`, calibrated on `calibration`.
-
-    The settings (`ONNX_INT8`) give the same integer results on every x86-64 CPU: ONNX
-    Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW on CPUs without
-    VNNI, which saturates its 16-bit pair sums for 8-bit weights; 7-bit weights
-    (`reduce_range`) keep every sum in range, so an export checked on a VNNI machine gives
-    the same answers on an AVX2-only one. With full-range weights the `fast` model lost
-    1.6-3.0 points of accuracy on an AVX2 CPU (BENCHMARKS.md).
-
-    Returns:
-        The settings used, with the name of the node kept in float (for the card).
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._batches = iter(np.array_split(calibration, max(1, len(calibration) // 100)))
-
-        def get_next(self):
-            batch = next(self._batches, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
-    prepared = src.with_name("prepared.onnx")
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    stem = _first_conv(prepared)
-    quantize_static(
-        str(prepared),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(ONNX_INT8["quantized_ops"]),
-        nodes_to_exclude=[stem],
-        per_channel=True,
-        reduce_range=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.Percentile,
-    )
-    prepared.unlink()
-    return {**ONNX_INT8, "float_nodes": [stem]}
-
-
 def _write_onnx(
     model, folder: Path, quantize: str | None, calibration: np.ndarray
 ) -> tuple[Path, dict | None]:
@@ -168,7 +92,7 @@ def _write_onnx(
     _rename_onnx_io(target)
     settings = None
     if quantize:
-        settings = _quantize_onnx(target, path, calibration)
+        settings = quantize_onnx(target, path, calibration, INPUT_NAME)
         target.unlink()
     return path, settings
 
@@ -255,7 +179,7 @@ def model_card(
         run_dir, fmt, quantize: the run and the export's format and quantization.
         artifact: the exported file, relative to the export folder.
         parity: `check_parity`'s figures on the test images.
-        quantization: how an int8 export was quantized (`ONNX_INT8`, `LITERT_INT8`).
+        quantization: how an int8 export was quantized (`OnnxInt8.describe`, `LITERT_INT8`).
     """
     config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
     config = read_json(config_path) if config_path.exists() else {}
