@@ -50,6 +50,37 @@ def make_call(run: str, contender: str, threads: int):
     return open_artifact(export_dir(run, contender) / artifact, threads=threads, name=contender)
 
 
+def time_single(call, images: list, seconds: float) -> dict:
+    """p50/p99 ms of `call` on one image at a time, cycling through `images`, after 50
+    warm-up calls, for at least `seconds` and 30 calls."""
+    for i in range(50):  # warm-up
+        call(images[i % len(images)])
+    times, start, i = [], time.perf_counter(), 0
+    while time.perf_counter() - start < seconds or len(times) < 30:
+        t0 = time.perf_counter_ns()
+        call(images[i % len(images)])
+        times.append(time.perf_counter_ns() - t0)
+        i += 1
+    ms = np.array(times) / 1e6
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "calls": len(ms),
+    }
+
+
+def time_batch(call, x: np.ndarray, seconds: float) -> dict:
+    """Images/s of `call` on the whole batch `x` (median call), after 3 warm-up calls."""
+    for _ in range(3):
+        call(x)
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 5:
+        t0 = time.perf_counter()
+        call(x)
+        times.append(time.perf_counter() - t0)
+    return {"images_per_s": float(len(x) / np.median(times)), "calls": len(times)}
+
+
 def measure(run: str, contender: str, mode: str, seconds: float) -> dict:
     """Times one contender in this process (the worker side)."""
     from fashion_cnn.data import load_data
@@ -59,29 +90,8 @@ def measure(run: str, contender: str, mode: str, seconds: float) -> dict:
     x = load_data(download=False).x_test[:BATCH].astype("float32")
     call = make_call(run, contender, threads)
     if mode == "single":
-        images = [x[i : i + 1] for i in range(BATCH)]
-        for i in range(50):  # warm-up
-            call(images[i % BATCH])
-        times, start, i = [], time.perf_counter(), 0
-        while time.perf_counter() - start < seconds or len(times) < 30:
-            t0 = time.perf_counter_ns()
-            call(images[i % BATCH])
-            times.append(time.perf_counter_ns() - t0)
-            i += 1
-        ms = np.array(times) / 1e6
-        return {
-            "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)),
-            "calls": len(ms),
-        }
-    for _ in range(3):
-        call(x)
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < 5:
-        t0 = time.perf_counter()
-        call(x)
-        times.append(time.perf_counter() - t0)
-    return {"images_per_s": float(BATCH / np.median(times)), "calls": len(times)}
+        return time_single(call, [x[i : i + 1] for i in range(BATCH)], seconds)
+    return time_batch(call, x, seconds)
 
 
 def spawn(run: str, contender: str, mode: str, seconds: float) -> dict:

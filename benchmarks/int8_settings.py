@@ -21,10 +21,11 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from inference import time_batch, time_single
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -45,24 +46,11 @@ def timings(path: Path, x: np.ndarray, seconds: float) -> tuple[float, float]:
     """(single-image p50 ms with one thread, batch images/s with two threads)."""
     from fashion_cnn.engines import OnnxEngine
 
-    one = OnnxEngine(path, threads=1)
-    for i in range(50):
-        one(x[i : i + 1])
-    times, start, i = [], time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        one(x[i % len(x) : i % len(x) + 1])
-        times.append(time.perf_counter() - t0)
-        i += 1
-    two = OnnxEngine(path, threads=2)
-    for _ in range(3):
-        two(x)
-    batch, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds or len(batch) < 5:
-        t0 = time.perf_counter()
-        two(x)
-        batch.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times)), len(x) / float(np.median(batch))
+    single = time_single(
+        OnnxEngine(path, threads=1), [x[i : i + 1] for i in range(len(x))], seconds
+    )
+    batch = time_batch(OnnxEngine(path, threads=2), x, seconds)
+    return single["p50_ms"], batch["images_per_s"]
 
 
 def main() -> None:
