@@ -80,6 +80,14 @@ def test_resolve_precision_keeps_explicit_values(monkeypatch):
     assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
 
 
+def _pretend(monkeypatch, tmp_path, cpuinfo):
+    """Makes `hardware` read `cpuinfo` as this machine's /proc/cpuinfo, with no GPU."""
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    real = hardware.cpu_flags
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: real(tmp_path / "cpuinfo"))
+    monkeypatch.setattr(hardware, "gpu_capabilities", lambda: [])
+
+
 @pytest.mark.parametrize("cpuinfo, expected", [(ZEN3, "float32"), (SAPPHIRE, "mixed_bfloat16")])
 def test_auto_runs_record_the_precision_they_trained_in(
     synthetic_data, tmp_path, monkeypatch, cpuinfo, expected
@@ -92,13 +100,6 @@ def test_auto_runs_record_the_precision_they_trained_in(
     assert conv.compute_dtype == {"float32": "float32", "mixed_bfloat16": "bfloat16"}[expected]
     # The same call resumes (finds the finished run) rather than refusing a changed config.
     assert train(config, synthetic_data, out, verbose=0) == out
-
-
-def _pretend(monkeypatch, tmp_path, cpuinfo):
-    (tmp_path / "cpuinfo").write_text(cpuinfo)
-    real = hardware.cpu_flags
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: real(tmp_path / "cpuinfo"))
-    monkeypatch.setattr(hardware, "gpu_capabilities", lambda: [])
 
 
 @pytest.fixture(scope="module")
