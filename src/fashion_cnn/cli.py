@@ -198,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `fashion-cnn train`")
     p.add_argument("--format", required=True, choices=("savedmodel", "onnx", "litert"))
     p.add_argument(
-        "--quantize", choices=("int8",), help="int8 weights and activations (onnx, litert)"
+        "--quantize",
+        choices=("int8",),
+        help="int8 weights and activations (onnx, litert); ONNX keeps the first convolution "
+        "in float and uses 7-bit weights, which give the same answers on CPUs with and "
+        "without VNNI",
     )
     p.add_argument("--out", help="export folder (default: RUN/exports/FORMAT[-int8])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
