@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 class OnnxInt8:
     """How `--format onnx --quantize int8` quantizes (static, QDQ; see `quantize_onnx`).
 
-    The defaults are what `export` uses; each was needed for the `fast` model's export to
-    pass its parity check on an AVX2-only CPU (`benchmarks/int8_settings.py`).
+    The defaults are what `export` uses. Percentile calibration and the float first
+    convolution were each needed for the `fast` model's export to pass its parity check
+    with a margin on an AVX2-only CPU; 7-bit weights make ONNX Runtime's integer sums the
+    same on every x86-64 CPU, VNNI or not (`benchmarks/int8_settings.py`, BENCHMARKS.md).
 
     Attributes:
         reduce_range: 7-bit weights (range +-64) instead of 8-bit.
