@@ -96,10 +96,7 @@ def main() -> None:
                 quantize_onnx(float_path, out, calibration, export.INPUT_NAME, OnnxInt8(**kwargs))
                 rows.append((label, out))
             for label, artifact in rows:
-                engine = OnnxEngine(artifact, threads=2)
-                probs = np.concatenate(
-                    [engine(x_test[i : i + 500]) for i in range(0, len(x_test), 500)]
-                )
+                probs = export._batched(OnnxEngine(artifact, threads=2), x_test)
                 limits = PARITY[None if label == "float32" else "int8"]
                 p = check_parity(reference, probs, data.y_test, limits)
                 p50, throughput = timings(artifact, x_test[:256], args.seconds)

@@ -8,7 +8,6 @@ Every engine is a callable: raw 0-255 pixels (N, 28, 28, 1) float32 in, probabil
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fashion_cnn.errors import RunError
+from fashion_cnn.io_utils import read_json
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
 def _has_quantization_record(folder: Path) -> bool:
     """Whether an export's card.json says how it was quantized (exports since 7-bit weights)."""
     try:
-        card = json.loads((folder / CARD_FILE).read_text())
+        card = read_json(folder / CARD_FILE)
     except (OSError, ValueError):
         return False
     return isinstance(card, dict) and bool(card.get("quantization"))
