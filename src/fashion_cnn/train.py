@@ -37,6 +37,7 @@ from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model, portable
+from fashion_cnn.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +48,6 @@ HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
 CKPT_DIR = "checkpoints"
-
-
-def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer with its learning-rate schedule, weight decay and EMA."""
-    lr = config.learning_rate
-    if config.schedule == "onecycle":
-        warmup = int(total_steps * config.warmup_fraction)
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate / 25,
-            decay_steps=max(total_steps - warmup, 1),
-            warmup_target=config.learning_rate,
-            warmup_steps=warmup,
-        )
-    common = {
-        "weight_decay": config.weight_decay or None,
-        "use_ema": config.ema > 0,
-        "ema_momentum": config.ema or 0.99,
-    }
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr, **common)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr, **common)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, **{**common, "weight_decay": config.weight_decay})
-    return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **common)
 
 
 def reestimate_batchnorm(model: keras.Model, batches: tf.data.Dataset, limit: int = 50) -> int:

@@ -1,0 +1,302 @@
+"""Recipe variants on a GPU with Keras' JAX backend, for machines without TensorFlow.
+
+A recipe's whole training run takes an hour on the project's 2-core CPU; on a GPU it takes
+about a minute, so a lent GPU can compare many variants of a recipe, each over several
+seeds, in the minutes it is lent for. Each run trains the recipe's own model
+(`fashion_cnn.models`) with its own optimizer and schedule (`fashion_cnn.optim`), label
+smoothing and batch size; the augmentation (flip, integer shift with zero fill, random
+erasing) is `fashion_cnn.augment`'s, written again in `jax.numpy` because that module is
+TensorFlow's. The final model is scored on the validation split (which decides) and on the
+test set, plain and with each TTA mode.
+
+Not the product's training: no tf.data, no checkpoints, other random streams, and the GPU
+rounds differently from the CPU. A variant that wins here is a candidate for a CPU run
+(`benchmarks/recipes.py`), not a result.
+
+Usage (on the GPU machine; KERAS_BACKEND is set here):
+
+    python benchmarks/gpu_sweep.py --data-dir DIR --recipe best --seeds 0 1 \
+        --variant base --variant lr2:learning_rate=0.2 --variant c4:model=convnet4,epochs=38 \
+        --val-fraction 0.1 --workers 6 --results results.jsonl
+
+A variant is NAME or NAME:KEY=VALUE,KEY=VALUE with `TrainConfig` keys (values parsed as
+JSON, else kept as strings). Runs go round-robin by seed (every variant's first seed before
+any second seed) over `--workers` processes sharing the GPU; each finished run is appended
+to `--results` as one JSON line, so a sweep cut short keeps what it finished. `--summary
+FILE` prints the table of a results file (no JAX needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from fashion_cnn.config import TrainConfig, load_recipe
+
+TTA_MODES = ("none", "flip", "flip-shift")
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """("name", overrides) from "NAME" or "NAME:KEY=VALUE,KEY=VALUE"."""
+    name, _, rest = text.partition(":")
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"Invalid variant {text!r}: expected KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return name, overrides
+
+
+def _init_worker(mem_fraction: float) -> None:
+    os.environ["KERAS_BACKEND"] = "jax"
+    os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{mem_fraction:.3f}"
+
+
+def _augment(jnp, jax, images, key, config: TrainConfig):
+    """`fashion_cnn.augment.augment_batch` in jax.numpy: flip + shift, then erasing."""
+    b, size = images.shape[0], images.shape[1]
+    k = jax.random.split(key, 8)
+    yy = jnp.arange(size)[None, :, None]
+    xx = jnp.arange(size)[None, None, :]
+    if config.translate or config.flip:
+        s = config.translate
+        dx = jax.random.randint(k[0], (b, 1, 1), -s, s + 1)
+        dy = jax.random.randint(k[1], (b, 1, 1), -s, s + 1)
+        mirror = (
+            jax.random.uniform(k[2], (b, 1, 1)) < 0.5 if config.flip else jnp.zeros((b, 1, 1), bool)
+        )
+        # Output pixel (x, y) reads input (sign * x + offset + dx, y + dy), zero outside.
+        src_x = jnp.where(mirror, size - 1 - xx, xx) + dx
+        src_y = yy + dy
+        valid = (src_x >= 0) & (src_x < size) & (src_y >= 0) & (src_y < size)
+        flat = images[..., 0].reshape(b, -1)
+        idx = (jnp.clip(src_y, 0, size - 1) * size + jnp.clip(src_x, 0, size - 1)).reshape(b, -1)
+        moved = jnp.take_along_axis(flat, idx, axis=1).reshape(b, size, size)
+        images = jnp.where(valid, moved, 0.0)[..., None]
+    if config.erase > 0:
+        h = jax.random.randint(k[3], (b, 1, 1), 4, 15)
+        w = jax.random.randint(k[4], (b, 1, 1), 4, 15)
+        y0 = jax.random.randint(k[5], (b, 1, 1), 0, size) - h // 2
+        x0 = jax.random.randint(k[6], (b, 1, 1), 0, size) - w // 2
+        apply = jax.random.uniform(k[7], (b, 1, 1)) < config.erase
+        inside = (yy >= y0) & (yy < y0 + h) & (xx >= x0) & (xx < x0 + w) & apply
+        images = jnp.where(inside[..., None], 0.0, images)
+    return images
+
+
+def run_one(job: dict) -> dict:
+    """Trains one (variant, seed) and scores it; returns a JSON-able record."""
+    import jax
+    import jax.numpy as jnp
+    import keras
+    import numpy as np
+
+    from fashion_cnn.data import NUM_CLASSES, load_data, split_validation
+    from fashion_cnn.models import build_model, forward_flops
+    from fashion_cnn.optim import make_optimizer
+    from fashion_cnn.tta import TTA_VIEWS, shift_images
+
+    config = TrainConfig.from_dict(job["config"]).validate()
+    t_start = time.perf_counter()
+    data = load_data(job["data_dir"], download=False)
+    n = config.train_subset or len(data.y_train)
+    x_tr, y_tr, x_val, y_val = split_validation(
+        data.x_train[:n], data.y_train[:n], config.val_fraction, config.split_seed
+    )
+    keras.config.set_dtype_policy(job["precision"])
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config.model, scale=config.scale, width=config.width)
+    steps_per_epoch = math.ceil(len(x_tr) / config.batch_size)
+    optimizer = make_optimizer(config, config.epochs * steps_per_epoch)
+    optimizer.build(model.trainable_variables)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+
+    def loss_fn(trainable, non_trainable, x, y):
+        probs, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+        return loss(y, probs), non_trainable
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    @jax.jit
+    def train_step(state, x, y, key):
+        trainable, non_trainable, opt_vars = state
+        x = _augment(jnp, jax, x.astype("float32"), key, config)
+        y = jax.nn.one_hot(y, NUM_CLASSES)
+        (value, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
+        trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+        return (trainable, non_trainable, opt_vars), value
+
+    @jax.jit
+    def predict(trainable, non_trainable, x):
+        probs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        return probs
+
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in optimizer.variables],
+    )
+    xs, ys = jnp.asarray(x_tr), jnp.asarray(y_tr)
+    key = jax.random.PRNGKey(config.seed)
+    losses = []
+    t_train = time.perf_counter()
+    for _ in range(config.epochs):
+        key, perm_key = jax.random.split(key)
+        order = jax.random.permutation(perm_key, len(x_tr))
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+            key, step_key = jax.random.split(key)
+            state, value = train_step(state, xs[idx], ys[idx], step_key)
+        losses.append(float(value))
+    train_s = time.perf_counter() - t_train
+    trainable, non_trainable, _ = state
+
+    def probabilities(x: np.ndarray, mode: str) -> np.ndarray:
+        total = 0.0
+        for mirrored, dy, dx in TTA_VIEWS[mode]:
+            view = shift_images(x[:, :, ::-1] if mirrored else x, dy, dx).astype("float32")
+            total = total + np.concatenate(
+                [
+                    np.asarray(predict(trainable, non_trainable, view[i : i + 1000]))
+                    for i in range(0, len(view), 1000)
+                ]
+            )
+        return total
+
+    scores = {}
+    for split, (x, y) in {"val": (x_val, y_val), "test": (data.x_test, data.y_test)}.items():
+        for mode in TTA_MODES:
+            scores[f"{split}_{mode}"] = (
+                100.0 * float(np.mean(probabilities(x, mode).argmax(1) == y)) if len(y) else None
+            )
+    return {
+        "variant": job["variant"],
+        "overrides": job["overrides"],
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "mflop_per_image": forward_flops(model) / 1e6,
+        "precision": job["precision"],
+        "final_loss": losses[-1],
+        "train_s": train_s,
+        "wall_s": time.perf_counter() - t_start,
+        "device": str(jax.devices()[0]),
+        **scores,
+    }
+
+
+def summary(records: list[dict]) -> str:
+    """A markdown table: one row per variant, mean ± std over its seeds."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], []).append(r)
+
+    def cell(rs, key):
+        values = [r[key] for r in rs if r.get(key) is not None]
+        if not values:
+            return "—"
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+    lines = [
+        "| variant | overrides | n (seeds) | MFLOP x epochs | val % plain | val % flip-shift "
+        "| test % plain | test % flip-shift | GPU train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in by_variant.items():
+        cost = rs[0]["mflop_per_image"] * rs[0]["epochs"]
+        over = ", ".join(f"{k}={v}" for k, v in rs[0]["overrides"].items()) or "—"
+        seeds = ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
+        lines.append(
+            f"| {name} | {over} | {len(rs)} ({seeds}) | {cost:,.0f} | {cell(rs, 'val_none')} "
+            f"| {cell(rs, 'val_flip-shift')} | {cell(rs, 'test_none')} "
+            f"| {cell(rs, 'test_flip-shift')} | {cell(rs, 'train_s')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
+    parser.add_argument("--recipe", default="best", help="recipe the variants start from")
+    parser.add_argument("--variant", action="append", default=[], help="NAME[:KEY=VALUE,...]")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="Keras dtype policy (float32: a 3-epoch mixed_bfloat16 probe on JAX diverged on "
+        "one seed of three where float32 did not)",
+    )
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--results", type=Path, help="JSON-lines file the runs append to")
+    parser.add_argument("--summary", type=Path, help="print the table of a results file")
+    args = parser.parse_args(argv)
+
+    if args.summary:
+        records = [json.loads(line) for line in args.summary.read_text().splitlines() if line]
+        print(summary(records))
+        return 0
+    if not args.data_dir or not args.results:
+        parser.error("--data-dir and --results are needed to run a sweep")
+    os.environ["KERAS_BACKEND"] = "jax"  # before anything imports Keras (recipe checks do)
+    base = load_recipe(args.recipe)
+    jobs = []
+    for seed in args.seeds:
+        for text in args.variant or ["base"]:
+            name, overrides = parse_variant(text)
+            config = base.replace(
+                **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
+            ).validate()
+            jobs.append(
+                {
+                    "variant": name,
+                    "overrides": overrides,
+                    "config": config.to_dict(),
+                    "data_dir": args.data_dir,
+                    "precision": args.precision,
+                }
+            )
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    context = __import__("multiprocessing").get_context("spawn")
+    with cf.ProcessPoolExecutor(
+        args.workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(min(0.9 / args.workers, 0.45),),
+    ) as pool:
+        futures = {pool.submit(run_one, job): job for job in jobs}
+        for future in cf.as_completed(futures):
+            job = futures[future]
+            try:
+                record = future.result()
+            except Exception as exc:  # one failed run must not lose the others
+                print(f"FAILED {job['variant']} seed {job['config']['seed']}: {exc!r}", flush=True)
+                continue
+            records.append(record)
+            with open(args.results, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(
+                f"{record['variant']} seed {record['seed']}: val {record['val_flip-shift']:.2f} "
+                f"test {record['test_flip-shift']:.2f} (plain {record['test_none']:.2f}) "
+                f"train {record['train_s']:.0f} s",
+                flush=True,
+            )
+    print(summary(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
