@@ -1,8 +1,8 @@
 """Recipe variants on a GPU with Keras' JAX backend, for machines without TensorFlow.
 
-A recipe's whole training run takes an hour on the project's 2-core CPU; on a GPU it takes
-about a minute, so a lent GPU can compare many variants of a recipe, each over several
-seeds, in the minutes it is lent for. Each run trains the recipe's own model
+A `best` run takes an hour on the project's 2-core CPU; on an H200 it took 2-3 minutes
+with 8 runs sharing the GPU, so a lent GPU can compare many variants of a recipe, each over
+several seeds, in the minutes it is lent for. Each run trains the recipe's own model
 (`fashion_cnn.models`) with its own optimizer and schedule (`fashion_cnn.optim`), label
 smoothing and batch size; the augmentation (flip, integer shift with zero fill, random
 erasing) is `fashion_cnn.augment`'s, written again in `jax.numpy` because that module is
@@ -13,7 +13,8 @@ Not the product's training: no tf.data, no checkpoints, other random streams, an
 rounds differently from the CPU. A variant that wins here is a candidate for a CPU run
 (`benchmarks/recipes.py`), not a result.
 
-Usage (on the GPU machine; KERAS_BACKEND is set here):
+Usage (on the GPU machine, with JAX, Keras and NumPy, `src/` on PYTHONPATH; KERAS_BACKEND
+is set here):
 
     python benchmarks/gpu_sweep.py --data-dir DIR --recipe best --seeds 0 1 \
         --variant base --variant lr2:learning_rate=0.2 --variant c4:model=convnet4,epochs=38 \
@@ -23,7 +24,9 @@ A variant is NAME or NAME:KEY=VALUE,KEY=VALUE with `TrainConfig` keys (values pa
 JSON, else kept as strings). Runs go round-robin by seed (every variant's first seed before
 any second seed) over `--workers` processes sharing the GPU; each finished run is appended
 to `--results` as one JSON line, so a sweep cut short keeps what it finished. `--summary
-FILE` prints the table of a results file (no JAX needed).
+FILE` prints the table of a results file (no JAX needed). Not supported (refused): `ema`
+and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is turned off, which computes the
+same BatchNorm.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import time
 from pathlib import Path
 
 from fashion_cnn.config import TrainConfig, load_recipe
+from fashion_cnn.errors import ConfigError
 
 TTA_MODES = ("none", "flip", "flip-shift")
 
@@ -256,9 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for text in args.variant or ["base"]:
             name, overrides = parse_variant(text)
-            config = base.replace(
-                **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
-            ).validate()
+            try:
+                config = base.replace(
+                    **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
+                ).validate()
+            except ConfigError as e:
+                parser.error(f"variant {name!r}: {e}")
+            if config.ema or config.alternate_flip:
+                parser.error(f"variant {name!r}: `ema` and `alternate_flip` are not supported here")
             jobs.append(
                 {
                     "variant": name,
