@@ -13,8 +13,8 @@ Not the product's training: no tf.data, no checkpoints, other random streams, an
 rounds differently from the CPU. A variant that wins here is a candidate for a CPU run
 (`benchmarks/recipes.py`), not a result.
 
-Usage (on the GPU machine, with JAX, Keras and NumPy, `src/` on PYTHONPATH; KERAS_BACKEND
-is set here):
+Usage (on the GPU machine, with JAX, Keras, NumPy and scikit-learn, `src/` on PYTHONPATH;
+KERAS_BACKEND is set here):
 
     python benchmarks/gpu_sweep.py --data-dir DIR --recipe best --seeds 0 1 \
         --variant base --variant lr2:learning_rate=0.2 --variant c4:model=convnet4,epochs=38 \
@@ -35,14 +35,15 @@ import argparse
 import concurrent.futures as cf
 import json
 import math
+import multiprocessing
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from fashion_cnn.config import TrainConfig, load_recipe
 from fashion_cnn.errors import ConfigError
+from recipes import ms
 
 TTA_MODES = ("none", "flip", "flip-shift")
 
@@ -107,9 +108,9 @@ def run_one(job: dict) -> dict:
     import numpy as np
 
     from fashion_cnn.data import NUM_CLASSES, load_data, split_validation
+    from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.models import build_model, forward_flops
     from fashion_cnn.optim import make_optimizer
-    from fashion_cnn.tta import TTA_VIEWS, shift_images
 
     config = TrainConfig.from_dict(job["config"]).validate()
     t_start = time.perf_counter()
@@ -166,23 +167,15 @@ def run_one(job: dict) -> dict:
     train_s = time.perf_counter() - t_train
     trainable, non_trainable, _ = state
 
-    def probabilities(x: np.ndarray, mode: str) -> np.ndarray:
-        total = 0.0
-        for mirrored, dy, dx in TTA_VIEWS[mode]:
-            view = shift_images(x[:, :, ::-1] if mirrored else x, dy, dx).astype("float32")
-            total = total + np.concatenate(
-                [
-                    np.asarray(predict(trainable, non_trainable, view[i : i + 1000]))
-                    for i in range(0, len(view), 1000)
-                ]
-            )
-        return total
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.asarray(predict(trainable, non_trainable, x), dtype="float32")
 
     scores = {}
     for split, (x, y) in {"val": (x_val, y_val), "test": (data.x_test, data.y_test)}.items():
         for mode in TTA_MODES:
+            probs = predict_proba(forward, x, batch_size=1000, tta=mode)
             scores[f"{split}_{mode}"] = (
-                100.0 * float(np.mean(probabilities(x, mode).argmax(1) == y)) if len(y) else None
+                100.0 * float(np.mean(probs.argmax(1) == y)) if len(y) else None
             )
     return {
         "variant": job["variant"],
@@ -207,11 +200,7 @@ def summary(records: list[dict]) -> str:
 
     def cell(rs, key):
         values = [r[key] for r in rs if r.get(key) is not None]
-        if not values:
-            return "—"
-        if len(values) == 1:
-            return f"{values[0]:.2f}"
-        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return ms(values, "{:.2f}") if values else "—"
 
     lines = [
         "| variant | overrides | n (seeds) | MFLOP x epochs | val % plain | val % flip-shift "
@@ -279,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     args.results.parent.mkdir(parents=True, exist_ok=True)
     records = []
-    context = __import__("multiprocessing").get_context("spawn")
+    context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(
         args.workers,
         mp_context=context,
