@@ -5,8 +5,8 @@ with 8 runs sharing the GPU, so a lent GPU can compare many variants of a recipe
 several seeds, in the minutes it is lent for. Each run trains the recipe's own model
 (`fashion_cnn.models`) with its own optimizer and schedule (`fashion_cnn.optim`), label
 smoothing and batch size; the augmentation (flip, integer shift with zero fill, random
-erasing) is `fashion_cnn.augment`'s, written again in `jax.numpy` because that module is
-TensorFlow's. The final model is scored on the validation split (which decides) and on the
+erasing, CutMix) is `fashion_cnn.augment`'s, written again in `jax.numpy` because that
+module is TensorFlow's. The final model is scored on the validation split (which decides) and on the
 test set, plain and with each TTA mode.
 
 Not the product's training: no tf.data, no checkpoints, other random streams, and the GPU
@@ -100,6 +100,24 @@ def _augment(jnp, jax, images, key, config: TrainConfig):
     return images
 
 
+def _cutmix(jnp, jax, images, labels, key, probability: float):
+    """`fashion_cnn.augment.cutmix` in jax.numpy: a rectangle of the previous image of the
+    batch pasted in, labels mixed by the pasted area."""
+    b, size = images.shape[0], images.shape[1]
+    k = jax.random.split(key, 4)
+    side = size * jnp.sqrt(jax.random.uniform(k[0], (b, 1, 1)))
+    half = jnp.round(side / 2).astype("int32")
+    cy = jax.random.randint(k[1], (b, 1, 1), 0, size)
+    cx = jax.random.randint(k[2], (b, 1, 1), 0, size)
+    apply = jax.random.uniform(k[3], (b, 1, 1)) < probability
+    yy = jnp.arange(size)[None, :, None]
+    xx = jnp.arange(size)[None, None, :]
+    inside = (yy >= cy - half) & (yy < cy + half) & (xx >= cx - half) & (xx < cx + half) & apply
+    share = jnp.mean(inside.astype(labels.dtype), axis=(1, 2))[:, None]
+    mixed = jnp.where(inside[..., None], jnp.roll(images, 1, axis=0), images)
+    return mixed, (1.0 - share) * labels + share * jnp.roll(labels, 1, axis=0)
+
+
 def run_one(job: dict) -> dict:
     """Trains one (variant, seed) and scores it; returns a JSON-able record."""
     import jax
@@ -121,7 +139,7 @@ def run_one(job: dict) -> dict:
     )
     keras.config.set_dtype_policy(job["precision"])
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config.model, scale=config.scale, width=config.width)
+    model = build_model(config.model, scale=config.scale, width=config.width, se=config.se)
     steps_per_epoch = math.ceil(len(x_tr) / config.batch_size)
     optimizer = make_optimizer(config, config.epochs * steps_per_epoch)
     optimizer.build(model.trainable_variables)
@@ -138,6 +156,8 @@ def run_one(job: dict) -> dict:
         trainable, non_trainable, opt_vars = state
         x = _augment(jnp, jax, x.astype("float32"), key, config)
         y = jax.nn.one_hot(y, NUM_CLASSES)
+        if config.cutmix:  # its own stream: the other augmentations draw as without it
+            x, y = _cutmix(jnp, jax, x, y, jax.random.fold_in(key, 0xC07), config.cutmix)
         (value, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
         trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
         return (trainable, non_trainable, opt_vars), value

@@ -77,7 +77,7 @@ def model_info(recipe: str) -> tuple[int, int]:
     from fashion_cnn.models import build_model, forward_flops
 
     c = load_config(recipe) if is_file(recipe) else load_recipe(recipe)
-    model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn)
+    model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn, se=c.se)
     return model.count_params(), forward_flops(model)
 
 

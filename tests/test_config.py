@@ -95,6 +95,10 @@ def test_unknown_recipe_name_with_a_version_is_refused():
         ("recipe_version", 0, "an integer >= 1"),
         ("alternate_flip", 1, "true or false"),
         ("alternate_flip", True, "false when `flip` is false"),
+        ("se", -1, "0 (off) or a reduction ratio"),
+        ("se", 2.0, "0 (off) or a reduction ratio"),
+        ("cutmix", 1.5, "a probability in [0, 1]"),
+        ("cutmix", "yes", "a probability in [0, 1]"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):

@@ -189,3 +189,31 @@ def test_convnet4_pools_the_7x7_map_to_4x4_with_convnets_weights():
     assert plain.get_layer("s3a_pool").output.shape[1:3] == (3, 3)
     assert edge.get_layer("s3a_pool").output.shape[1:3] == (4, 4)
     assert edge.count_params() == plain.count_params()
+
+
+@pytest.mark.parametrize("name", ["convnet", "convnet4", "resconv"])
+def test_se_gates_each_stage_with_a_bottleneck(name):
+    plain, se = build_model(name, width=1), build_model(name, width=1, se=8)
+    extra = 0
+    for i, channels in zip((1, 2, 3), (32, 64, 128), strict=True):
+        gate = se.get_layer(f"s{i}_se")
+        sources = [t._keras_history.operation.name for t in gate.input]
+        last = f"s{i}c_relu" if name == "resconv" else f"s{i}b_relu"
+        assert sources == [last, f"s{i}_se_gate"]
+        assert se.get_layer(f"s{i}_se_reduce").units == max(channels // 8, 4)
+        assert se.get_layer(f"s{i}_se_gate").units == channels
+        hidden = max(channels // 8, 4)
+        extra += channels * hidden + hidden + hidden * channels + channels
+        if name == "resconv":  # the gate is on the branch, before the shortcut is added
+            add_sources = {t._keras_history.operation.name for t in se.get_layer(f"s{i}_add").input}
+            assert add_sources == {f"s{i}a_relu", f"s{i}_se"}
+    assert se.count_params() == plain.count_params() + extra
+    x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("float32")
+    probs = np.asarray(se(x))
+    assert probs.shape == (2, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_se_zero_builds_the_plain_network():
+    plain, off = build_model("convnet", width=1), build_model("convnet", width=1, se=0)
+    assert [layer.name for layer in off.layers] == [layer.name for layer in plain.layers]

@@ -122,6 +122,8 @@ AUG = CFG.replace(
     translate=2,
     flip=True,
     erase=0.3,
+    cutmix=0.5,
+    se=8,
     label_smoothing=0.1,
     schedule="onecycle",
     optimizer="sgd",
@@ -287,3 +289,23 @@ def test_alternate_flip_mirrors_each_image_in_every_other_epoch():
         images = images.numpy()[..., 0]
         ids = np.maximum(images[:, 0, 0], images[:, 0, -1]).astype(int) - 1
         np.testing.assert_array_equal(images[:, 0, -1] > 0, mirrored[3, ids])
+
+
+def test_cutmix_batches_mix_labels_and_resume_identically():
+    from fashion_cnn.batches import make_mix
+
+    n, epochs = 40, 3
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 256, (n, 28, 28, 1)).astype(np.uint8)
+    y = (np.arange(n) % 10).astype(np.uint8)
+    mix = make_mix(AUG.replace(cutmix=1.0))
+    assert make_mix(AUG.replace(cutmix=0.0)) is None
+    ds, steps = epoch_batches(x, y, 16, 5, 0, epochs, mix=mix)
+    batches = [(i.numpy(), lab.numpy()) for i, lab in ds]
+    labels = np.concatenate([lab for _, lab in batches])
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-6)
+    assert (labels.max(1) < 1).mean() > 0.5  # most labels mixed at probability 1
+    late, _ = epoch_batches(x, y, 16, 5, 2, epochs, mix=mix)
+    for (images, lab), (want_images, want_lab) in zip(late, batches[2 * steps :], strict=True):
+        np.testing.assert_array_equal(images.numpy(), want_images)
+        np.testing.assert_array_equal(lab.numpy(), want_lab)

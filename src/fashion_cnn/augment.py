@@ -101,3 +101,40 @@ def augment_batch(
     if erase > 0:
         images = random_erase(images, s[1], erase)
     return images
+
+
+def cutmix(
+    images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, probability: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """CutMix (Yun et al., 2019), one draw per image: with `probability`, a rectangle of
+    image i is replaced by the same rectangle of image i - 1 of the batch (the batch is in
+    random order), and i's one-hot label becomes the mix of the two labels in proportion
+    to the pixels each image contributes.
+
+    The rectangle's area is a uniform share of the image (its side is 28 * sqrt(share),
+    centred at a uniform pixel and clipped at the border, so clipped rectangles paste
+    less); the labels use the area actually pasted.
+
+    Args:
+        images: (B, 28, 28, 1) float32.
+        labels: (B, classes) float32 one-hot (or already soft) labels.
+        seed: tensor of shape (2,).
+        probability: share of images that get a rectangle of another image.
+
+    Returns:
+        (images, labels) of the same shapes and dtypes.
+    """
+    b = tf.shape(images)[0]
+    s = tf.random.experimental.stateless_split(seed, 4)
+    side = SIZE * tf.sqrt(tf.random.stateless_uniform([b, 1, 1], s[0]))
+    half = tf.cast(tf.round(side / 2), tf.int32)
+    cy = tf.random.stateless_uniform([b, 1, 1], s[1], 0, SIZE, dtype=tf.int32)
+    cx = tf.random.stateless_uniform([b, 1, 1], s[2], 0, SIZE, dtype=tf.int32)
+    apply = tf.random.stateless_uniform([b, 1, 1], s[3]) < probability
+    yy = tf.range(SIZE)[None, :, None]
+    xx = tf.range(SIZE)[None, None, :]
+    inside = (yy >= cy - half) & (yy < cy + half) & (xx >= cx - half) & (xx < cx + half)
+    inside = inside & apply
+    share = tf.reduce_mean(tf.cast(inside, labels.dtype), axis=[1, 2])[:, None]
+    mixed = tf.where(inside[..., None], tf.roll(images, 1, axis=0), images)
+    return mixed, (1.0 - share) * labels + share * tf.roll(labels, 1, axis=0)

@@ -13,11 +13,12 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from fashion_cnn.augment import augment_batch
+from fashion_cnn.augment import augment_batch, cutmix
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import NUM_CLASSES
 
 FLIP_STREAM = 0xF11B  # random stream of alternating flips' first-epoch bits (epochs use 0..)
+MIX_STREAM = 0xC07  # folded into a batch's seed pair for CutMix (augment uses the pair)
 
 
 def epoch_batches(
@@ -29,6 +30,7 @@ def epoch_batches(
     epochs: int,
     augment: Callable[..., tf.Tensor] | None = None,
     alternate_flip: bool = False,
+    mix: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `first_epoch`..`epochs`-1, each epoch in its own seeded order.
 
@@ -39,9 +41,11 @@ def epoch_batches(
         augment: optional `f(images, seed_pair) -> images` applied per batch.
         alternate_flip: pass `augment` a `flips=` mask: image j is mirrored in epoch e iff
             a fixed random bit of j (drawn from `seed`) differs from e's parity.
+        mix: optional `f(images, labels, seed_pair) -> (images, labels)` applied per batch
+            after `augment`, with its own random stream (e.g. CutMix).
 
     Returns:
-        (dataset of (float32 images, one-hot labels), steps per epoch).
+        (dataset of (float32 images, one-hot or mixed labels), steps per epoch).
     """
     n = len(x)
     steps = math.ceil(n / batch_size)
@@ -62,7 +66,13 @@ def epoch_batches(
                 images = augment(images, pair, flips=flips)
             else:
                 images = augment(images, pair)
-        return images, tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
+        labels = tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
+        if mix is not None:
+            pair = tf.stack([tf.cast(seed, tf.int64), i])
+            images, labels = mix(
+                images, labels, tf.random.experimental.stateless_fold_in(pair, MIX_STREAM)
+            )
+        return images, labels
 
     ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
         lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size)
@@ -90,3 +100,10 @@ def make_augment(config: TrainConfig) -> Callable[..., tf.Tensor] | None:
     return functools.partial(
         augment_batch, max_shift=config.translate, flip=config.flip, erase=config.erase
     )
+
+
+def make_mix(config: TrainConfig) -> Callable[..., tuple[tf.Tensor, tf.Tensor]] | None:
+    """The config's label-mixing augmentation (CutMix) as a batch function, or None."""
+    if not config.cutmix:
+        return None
+    return functools.partial(cutmix, probability=config.cutmix)

@@ -57,6 +57,8 @@ class TrainConfig:
         width: channel multiplier for models that have one (ignored by `seed`).
         fused_bn: train BatchNorm layers with TensorFlow's fused kernel instead of Keras'
             element-wise ops (faster on CPU; same inference; ignored by `seed`).
+        se: squeeze-and-excitation after each stage of the models that have stages: the
+            reduction ratio of its bottleneck (channels // se units), 0 = off.
         schedule: "constant", or "onecycle" (linear warm-up for `warmup_fraction` of the
             steps, then cosine decay to zero).
         warmup_fraction: share of all steps spent warming up (one-cycle only).
@@ -71,6 +73,9 @@ class TrainConfig:
             random: a random half in even epochs, the other half in odd ones (airbench's
             "alternating flip"), so no image goes unmirrored (or mirrored) for long.
         erase: probability of random erasing per image (0 = off).
+        cutmix: probability per image of CutMix (Yun et al., 2019): a random rectangle of
+            another image of the batch is pasted in, and the one-hot labels are mixed in
+            proportion to the pasted area (0 = off).
         tta: the test-time augmentation this run is evaluated with by default: "none",
             "flip" (horizontal mirror) or "flip-shift" (mirror and 1-pixel shifts, 18 views);
             `fashion-cnn evaluate --tta MODE/--no-tta` overrides. true/false (run folders
@@ -93,6 +98,7 @@ class TrainConfig:
     train_subset: int | None = None
     width: int = 1
     fused_bn: bool = False
+    se: int = 0
     schedule: str = "constant"
     warmup_fraction: float = 0.2
     weight_decay: float = 0.0
@@ -102,6 +108,7 @@ class TrainConfig:
     flip: bool = False
     alternate_flip: bool = False
     erase: float = 0.0
+    cutmix: float = 0.0
     tta: str = "none"
 
     def validate(self) -> TrainConfig:
@@ -159,6 +166,8 @@ class TrainConfig:
             raise bad("width", "an integer in [1, 16]")
         if not isinstance(self.fused_bn, bool):
             raise bad("fused_bn", "true or false")
+        if not is_int(self.se) or not 0 <= self.se <= 64:
+            raise bad("se", "0 (off) or a reduction ratio in [1, 64], such as 4 or 16")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", f"one of {list(SCHEDULES)}")
         if not is_num(self.warmup_fraction) or not 0 <= self.warmup_fraction < 1:
@@ -179,6 +188,8 @@ class TrainConfig:
             raise bad("alternate_flip", "false when `flip` is false (it alternates flips)")
         if not is_num(self.erase) or not 0 <= self.erase <= 1:
             raise bad("erase", "a probability in [0, 1]")
+        if not is_num(self.cutmix) or not 0 <= self.cutmix <= 1:
+            raise bad("cutmix", "a probability in [0, 1]")
         if isinstance(self.tta, bool):
             self.tta = tta_mode(self.tta)
         if self.tta not in TTA_VIEWS:

@@ -16,7 +16,11 @@ INPUT_SHAPE = (28, 28, 1)
 
 
 def build_seed(
-    scale: float = 1.0, num_classes: int = 10, width: int = 1, fused_bn: bool = False
+    scale: float = 1.0,
+    num_classes: int = 10,
+    width: int = 1,
+    fused_bn: bool = False,
+    se: int = 0,
 ) -> keras.Model:
     """The blog's network, exactly: 3 convolutions, 2 poolings, 2 dense layers (93,322 weights).
 
@@ -25,6 +29,7 @@ def build_seed(
         num_classes: size of the softmax.
         width: ignored (the blog's widths are fixed).
         fused_bn: ignored (the blog's network has no BatchNorm).
+        se: ignored (the blog's network has no squeeze-and-excitation).
     """
     return keras.Sequential(
         [
@@ -148,6 +153,17 @@ def _conv_bn_relu(
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _squeeze_excite(x, ratio: int, name: str):
+    """Squeeze-and-excitation (Hu et al., 2018): each channel of `x` scaled by a gate in
+    (0, 1) computed from all channels' means by a bottleneck of channels // `ratio` (at
+    least 4) units."""
+    channels = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    s = layers.Dense(max(channels // ratio, 4), activation="relu", name=f"{name}_se_reduce")(s)
+    s = layers.Dense(channels, activation="sigmoid", name=f"{name}_se_gate")(s)
+    return layers.Multiply(name=f"{name}_se")([x, s])
+
+
 def _build_stages(
     name: str,
     scale: float,
@@ -156,6 +172,7 @@ def _build_stages(
     fused_bn: bool,
     residual: bool,
     pool_padding: str = "valid",
+    se: int = 0,
 ) -> keras.Model:
     c = 16 * width
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
@@ -168,6 +185,9 @@ def _build_stages(
         x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}b", fused_bn=fused_bn)
         if residual:
             x = _conv_bn_relu(x, filters, pool=False, name=f"s{i}c", fused_bn=fused_bn)
+        if se:
+            x = _squeeze_excite(x, se, name=f"s{i}")
+        if residual:
             x = layers.Add(name=f"s{i}_add")([x, shortcut])
     x = layers.GlobalMaxPooling2D(name="gmp")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
@@ -175,7 +195,11 @@ def _build_stages(
 
 
 def build_convnet(
-    scale: float = 1 / 255, num_classes: int = 10, width: int = 2, fused_bn: bool = False
+    scale: float = 1 / 255,
+    num_classes: int = 10,
+    width: int = 2,
+    fused_bn: bool = False,
+    se: int = 0,
 ) -> keras.Model:
     """A compact VGG/airbench-style network: a stem and three conv-pool-BN-ReLU stages.
 
@@ -188,12 +212,17 @@ def build_convnet(
         width: channel multiplier.
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel
             (`FusedBatchNormalization`); same weights and inference, different rounding.
+        se: squeeze-and-excitation reduction ratio after each stage (0 = none).
     """
-    return _build_stages("convnet", scale, num_classes, width, fused_bn, residual=False)
+    return _build_stages("convnet", scale, num_classes, width, fused_bn, residual=False, se=se)
 
 
 def build_resconv(
-    scale: float = 1 / 255, num_classes: int = 10, width: int = 2, fused_bn: bool = False
+    scale: float = 1 / 255,
+    num_classes: int = 10,
+    width: int = 2,
+    fused_bn: bool = False,
+    se: int = 0,
 ) -> keras.Model:
     """`convnet` with three convolutions a stage, the last two inside a residual branch.
 
@@ -206,12 +235,17 @@ def build_resconv(
         num_classes: size of the softmax.
         width: channel multiplier: channels are (16, 32, 64, 128) x `width`.
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel.
+        se: squeeze-and-excitation reduction ratio on each stage's residual branch (0 = none).
     """
-    return _build_stages("resconv", scale, num_classes, width, fused_bn, residual=True)
+    return _build_stages("resconv", scale, num_classes, width, fused_bn, residual=True, se=se)
 
 
 def build_convnet4(
-    scale: float = 1 / 255, num_classes: int = 10, width: int = 2, fused_bn: bool = False
+    scale: float = 1 / 255,
+    num_classes: int = 10,
+    width: int = 2,
+    fused_bn: bool = False,
+    se: int = 0,
 ) -> keras.Model:
     """`convnet` whose last pooling keeps the 7x7 map's edge: 7 -> 4 instead of 7 -> 3.
 
@@ -228,9 +262,17 @@ def build_convnet4(
         num_classes: size of the softmax.
         width: channel multiplier: channels are (16, 32, 64, 128) x `width`.
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel.
+        se: squeeze-and-excitation reduction ratio after each stage (0 = none).
     """
     return _build_stages(
-        "convnet4", scale, num_classes, width, fused_bn, residual=False, pool_padding="same"
+        "convnet4",
+        scale,
+        num_classes,
+        width,
+        fused_bn,
+        residual=False,
+        pool_padding="same",
+        se=se,
     )
 
 
@@ -243,7 +285,12 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 
 
 def build_model(
-    name: str, scale: float = 1.0, num_classes: int = 10, width: int = 1, fused_bn: bool = False
+    name: str,
+    scale: float = 1.0,
+    num_classes: int = 10,
+    width: int = 1,
+    fused_bn: bool = False,
+    se: int = 0,
 ) -> keras.Model:
     """Builds a registered model.
 
@@ -253,6 +300,8 @@ def build_model(
         num_classes: size of the softmax.
         width: channel multiplier (models that have one).
         fused_bn: train BatchNorm with TensorFlow's fused kernel (models that have BatchNorm).
+        se: squeeze-and-excitation reduction ratio after each stage, 0 for none (models
+            with stages).
 
     Raises:
         ValueError: `name` is not in `MODELS`.
@@ -261,7 +310,7 @@ def build_model(
         raise ValueError(
             f"Invalid value for `name`: expected one of {sorted(MODELS)}, received {name!r}"
         )
-    return MODELS[name](scale=scale, num_classes=num_classes, width=width, fused_bn=fused_bn)
+    return MODELS[name](scale=scale, num_classes=num_classes, width=width, fused_bn=fused_bn, se=se)
 
 
 def forward_flops(model: keras.Model) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fashion_cnn.batches import epoch_batches, make_augment, without_autotune
+from fashion_cnn.batches import epoch_batches, make_augment, make_mix, without_autotune
 from fashion_cnn.calibrate import calibrate
 from fashion_cnn.config import TrainConfig, recipe_names, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
@@ -274,7 +274,11 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
             else:
                 state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
                 model = build_model(
-                    config.model, scale=config.scale, width=config.width, fused_bn=config.fused_bn
+                    config.model,
+                    scale=config.scale,
+                    width=config.width,
+                    fused_bn=config.fused_bn,
+                    se=config.se,
                 )
                 total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
                 model.compile(
@@ -296,6 +300,7 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                 config.epochs,
                 augment=make_augment(config),
                 alternate_flip=config.alternate_flip,
+                mix=make_mix(config),
             )
             validation = None
             if len(x_val):
