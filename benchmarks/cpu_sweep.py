@@ -35,7 +35,7 @@ from pathlib import Path
 
 from fashion_cnn.config import load_recipe, to_toml
 from fashion_cnn.errors import ConfigError
-from gpu_sweep import parse_variant, summary
+from gpu_sweep import keep, parse_variant, summary
 
 SCORE_MODES = ("none", "flip-shift")
 
@@ -194,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAILED {job['variant']} seed {job['seed']}: {exc} (log: {job['log']})")
                 continue
             records.append(record)
-            with open(args.results, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(
-                f"{record['variant']} seed {record['seed']}: val {record['val_flip-shift']:.2f} "
-                f"test {record['test_flip-shift']:.2f} (plain {record['test_none']:.2f}) "
-                f"train {record['train_s']:.0f} s",
-                flush=True,
-            )
+            keep(record, args.results)
     print(summary(records, clock="train s"))
     return 0
 

@@ -240,6 +240,18 @@ def summary(records: list[dict], clock: str = "GPU train s") -> str:
     return "\n".join(lines)
 
 
+def keep(record: dict, results: Path) -> None:
+    """Appends a finished run's record to the JSON-lines file `results` and prints it."""
+    with open(results, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(
+        f"{record['variant']} seed {record['seed']}: val {record['val_flip-shift']:.2f} "
+        f"test {record['test_flip-shift']:.2f} (plain {record['test_none']:.2f}) "
+        f"train {record['train_s']:.0f} s",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
@@ -305,14 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAILED {job['variant']} seed {job['config']['seed']}: {exc!r}", flush=True)
                 continue
             records.append(record)
-            with open(args.results, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(
-                f"{record['variant']} seed {record['seed']}: val {record['val_flip-shift']:.2f} "
-                f"test {record['test_flip-shift']:.2f} (plain {record['test_none']:.2f}) "
-                f"train {record['train_s']:.0f} s",
-                flush=True,
-            )
+            keep(record, args.results)
     print(summary(records))
     return 0
 
