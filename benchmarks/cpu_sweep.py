@@ -35,7 +35,7 @@ from pathlib import Path
 
 from fashion_cnn.config import load_recipe, to_toml
 from fashion_cnn.errors import ConfigError
-from gpu_sweep import keep, parse_variant, summary
+from gpu_sweep import collect, parse_variant, summary
 
 SCORE_MODES = ("none", "flip-shift")
 
@@ -183,19 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.parallel):
         cores.put(available[i % len(available)] if args.parallel > 1 else None)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    records = []
     with cf.ThreadPoolExecutor(args.parallel) as pool:
         futures = {pool.submit(run_job, job, cores, args.data_dir): job for job in jobs}
-        for future in cf.as_completed(futures):
-            job = futures[future]
-            try:
-                record = future.result()
-            except subprocess.CalledProcessError as exc:
-                print(f"FAILED {job['variant']} seed {job['seed']}: {exc} (log: {job['log']})")
-                continue
-            records.append(record)
-            keep(record, args.results)
-    print(summary(records, clock="train s"))
+        records = collect(
+            futures, args.results, lambda j: f"{j['variant']} seed {j['seed']} (log: {j['log']})"
+        )
+    print(summary(records))
     return 0
 
 

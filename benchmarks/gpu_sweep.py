@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fashion_cnn.config import TrainConfig, load_recipe
@@ -212,9 +213,11 @@ def run_one(job: dict) -> dict:
     }
 
 
-def summary(records: list[dict], clock: str = "GPU train s") -> str:
-    """A markdown table: one row per variant, mean ± std over its seeds; `clock` heads the
-    training-seconds column."""
+def summary(records: list[dict]) -> str:
+    """A markdown table: one row per variant, mean ± std over its seeds (this script's
+    records or `cpu_sweep.py`'s)."""
+    on_gpu = all(r.get("device", "").startswith(("cuda", "gpu", "rocm")) for r in records)
+    clock = "GPU train s" if on_gpu else "train s"
     by_variant: dict[str, list[dict]] = {}
     for r in records:
         by_variant.setdefault(r["variant"], []).append(r)
@@ -250,6 +253,22 @@ def keep(record: dict, results: Path) -> None:
         f"train {record['train_s']:.0f} s",
         flush=True,
     )
+
+
+def collect(futures: dict, results: Path, label: Callable[[dict], str]) -> list[dict]:
+    """The records of `futures` (future -> job), each kept (`keep`) as it finishes; a failed
+    run is reported with `label(job)` and skipped, so it can't lose the others."""
+    records = []
+    for future in cf.as_completed(futures):
+        job = futures[future]
+        try:
+            record = future.result()
+        except Exception as exc:
+            print(f"FAILED {label(job)}: {exc!r}", flush=True)
+            continue
+        records.append(record)
+        keep(record, results)
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    records = []
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(
         args.workers,
@@ -309,15 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         initargs=(min(0.9 / args.workers, 0.45),),
     ) as pool:
         futures = {pool.submit(run_one, job): job for job in jobs}
-        for future in cf.as_completed(futures):
-            job = futures[future]
-            try:
-                record = future.result()
-            except Exception as exc:  # one failed run must not lose the others
-                print(f"FAILED {job['variant']} seed {job['config']['seed']}: {exc!r}", flush=True)
-                continue
-            records.append(record)
-            keep(record, args.results)
+        records = collect(
+            futures, args.results, lambda job: f"{job['variant']} seed {job['config']['seed']}"
+        )
     print(summary(records))
     return 0
 
