@@ -28,6 +28,7 @@ import concurrent.futures as cf
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import time
@@ -86,19 +87,20 @@ def run_job(job: dict, cores: queue.Queue, data_dir: str | None) -> dict:
     """Trains (unless finished) and scores one run on a core taken from `cores`."""
     core = cores.get()
     try:
-        pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+        # `taskset`, not preexec_fn: that is unsafe in a threaded parent (subprocess docs).
+        pin = ["taskset", "-c", str(core)] if core is not None else []
         t = time.perf_counter()
-        command = [sys.executable, "-m", "fashion_cnn", "train", "--config", job["config_file"]]
+        command = [*pin, sys.executable, "-m", "fashion_cnn", "train"]
+        command += ["--config", job["config_file"]]
         command += ["--out", job["run"], "--verbosity", "2"]
         if data_dir:
             command += ["--data-dir", data_dir]
         with open(job["log"], "a") as log:
-            subprocess.run(
-                command, check=True, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin
-            )
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
         wall_s = time.perf_counter() - t
         scored = subprocess.run(
             [
+                *pin,
                 sys.executable,
                 __file__,
                 "--score",
@@ -108,7 +110,6 @@ def run_job(job: dict, cores: queue.Queue, data_dir: str | None) -> dict:
             check=True,
             capture_output=True,
             text=True,
-            preexec_fn=pin,
         )
     finally:
         cores.put(core)
@@ -148,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--results is needed to run a sweep")
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, received {args.parallel}")
+    if args.parallel > 1 and not shutil.which("taskset"):
+        parser.error(
+            "--parallel above 1 pins each run to a core with `taskset` (util-linux), "
+            "which is not installed: install it, or pass --parallel 1"
+        )
     _, scale = parse_variant(f"scale:{args.scale}")
     try:
         base = load_recipe(args.recipe).replace(**scale)
