@@ -58,8 +58,8 @@ def epoch_batches(
 
     def gather(i, idx):
         images = tf.cast(tf.gather(xs, idx), tf.float32)
+        pair = tf.stack([tf.cast(seed, tf.int64), i])
         if augment is not None:
-            pair = tf.stack([tf.cast(seed, tf.int64), i])
             if alternate_flip:
                 odd_epoch = tf.equal((i // steps) % 2, 1)
                 flips = tf.not_equal(tf.gather(first_flips, idx), odd_epoch)
@@ -68,7 +68,6 @@ def epoch_batches(
                 images = augment(images, pair)
         labels = tf.one_hot(tf.gather(ys, idx), NUM_CLASSES)
         if mix is not None:
-            pair = tf.stack([tf.cast(seed, tf.int64), i])
             images, labels = mix(
                 images, labels, tf.random.experimental.stateless_fold_in(pair, MIX_STREAM)
             )
