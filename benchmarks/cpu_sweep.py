@@ -51,6 +51,7 @@ def score(run: Path, data_dir: str | None) -> dict:
     from fashion_cnn.io_utils import read_json
     from fashion_cnn.models import forward_flops
     from fashion_cnn.runs import load_run_model
+    from fashion_cnn.sam import step_cost
 
     config = load_config(run / "config.json")
     data = load_data(data_dir, download=False)
@@ -61,6 +62,7 @@ def score(run: Path, data_dir: str | None) -> dict:
     model = load_run_model(run)
     record = {
         "mflop_per_image": forward_flops(model) / 1e6,
+        "step_cost": step_cost(config.sam, config.sam_fraction),
         "precision": config.precision,
         "train_s": sum(read_json(run / "history.json")["epoch_seconds"]),
     }

@@ -130,6 +130,7 @@ def run_one(job: dict) -> dict:
     from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.models import build_model, forward_flops
     from fashion_cnn.optim import make_optimizer
+    from fashion_cnn.sam import step_cost
 
     config = TrainConfig.from_dict(job["config"]).validate()
     t_start = time.perf_counter()
@@ -159,7 +160,14 @@ def run_one(job: dict) -> dict:
         y = jax.nn.one_hot(y, NUM_CLASSES)
         if config.cutmix:  # its own stream: the other augmentations draw as without it
             x, y = _cutmix(jnp, jax, x, y, jax.random.fold_in(key, 0xC07), config.cutmix)
-        (value, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
+        at = trainable
+        if config.sam:  # fashion_cnn.sam: climb on a share of the batch, BN stats discarded
+            m = max(1, round(x.shape[0] * config.sam_fraction))
+            _, climb = grad_fn(trainable, non_trainable, x[:m], y[:m])
+            norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in climb))
+            step = config.sam / (norm + 1e-12)
+            at = [w + g * step for w, g in zip(trainable, climb, strict=True)]
+        (value, non_trainable), grads = grad_fn(at, non_trainable, x, y)
         trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
         return (trainable, non_trainable, opt_vars), value
 
@@ -204,6 +212,7 @@ def run_one(job: dict) -> dict:
         "seed": config.seed,
         "epochs": config.epochs,
         "mflop_per_image": forward_flops(model) / 1e6,
+        "step_cost": step_cost(config.sam, config.sam_fraction),
         "precision": job["precision"],
         "final_loss": losses[-1],
         "train_s": train_s,
@@ -215,7 +224,8 @@ def run_one(job: dict) -> dict:
 
 def summary(records: list[dict]) -> str:
     """A markdown table: one row per variant, mean ± std over its seeds (this script's
-    records or `cpu_sweep.py`'s)."""
+    records or `cpu_sweep.py`'s). The compute column counts a SAM step as `step_cost`
+    plain ones."""
     on_gpu = all(r.get("device", "").startswith(("cuda", "gpu", "rocm")) for r in records)
     clock = "GPU train s" if on_gpu else "train s"
     by_variant: dict[str, list[dict]] = {}
@@ -232,7 +242,7 @@ def summary(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rs in by_variant.items():
-        cost = rs[0]["mflop_per_image"] * rs[0]["epochs"]
+        cost = rs[0]["mflop_per_image"] * rs[0]["epochs"] * rs[0].get("step_cost", 1.0)
         over = ", ".join(f"{k}={v}" for k, v in rs[0]["overrides"].items()) or "—"
         seeds = ", ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
         lines.append(

@@ -99,6 +99,10 @@ def test_unknown_recipe_name_with_a_version_is_refused():
         ("se", 2.0, "0 (off) or a reduction ratio"),
         ("cutmix", 1.5, "a probability in [0, 1]"),
         ("cutmix", "yes", "a probability in [0, 1]"),
+        ("sam", -0.05, "0 (off) or a radius in (0, 2]"),
+        ("sam", "0.05", "0 (off) or a radius in (0, 2]"),
+        ("sam_fraction", 0.0, "a share of the batch in (0, 1]"),
+        ("sam_fraction", 1.5, "a share of the batch in (0, 1]"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):

@@ -105,3 +105,17 @@ def test_mirrored_strategy_on_local_devices(synthetic_data, tmp_path):
     history = read_json(run / "history.json")
     assert history["replicas"] == strategy.num_replicas_in_sync
     assert (run / "model.keras").is_file() and len(history["val_accuracy"]) == 1
+
+
+def test_multi_worker_run_with_sam_is_refused_before_training(synthetic_data, tmp_path):
+    from types import SimpleNamespace
+
+    from fashion_cnn.config import TrainConfig
+    from fashion_cnn.errors import RunError
+    from fashion_cnn.train import train
+
+    config = TrainConfig(recipe="t", epochs=1, batch_size=64, scale=1 / 255, sam=0.05)
+    two_replicas = SimpleNamespace(num_replicas_in_sync=2, cluster_resolver=None)
+    with pytest.raises(RunError, match="does not support `sam`.*set sam = 0"):
+        train(config, synthetic_data, tmp_path / "run", verbose=0, strategy=two_replicas)
+    assert not (tmp_path / "run" / "model.keras").exists()

@@ -124,6 +124,8 @@ AUG = CFG.replace(
     erase=0.3,
     cutmix=0.5,
     se=8,
+    sam=0.05,
+    sam_fraction=0.5,
     label_smoothing=0.1,
     schedule="onecycle",
     optimizer="sgd",
@@ -166,6 +168,7 @@ def test_inference_files_need_no_fashion_cnn_layers(synthetic_data, tmp_path):
         with zipfile.ZipFile(out / name) as archive:
             saved = archive.read("config.json").decode()
         assert "fashion_cnn" not in saved and "FusedBatchNormalization" not in saved
+        assert "SharpnessAware" not in saved
         assert '"BatchNormalization"' in saved
 
 

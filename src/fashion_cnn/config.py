@@ -76,6 +76,10 @@ class TrainConfig:
         cutmix: probability per image of CutMix (Yun et al., 2019): a random rectangle of
             another image of the batch is pasted in, and the one-hot labels are mixed in
             proportion to the pasted area (0 = off).
+        sam: sharpness-aware minimization (`fashion_cnn.sam`): the radius rho of each
+            step's climb before the gradient is taken (0 = off; SAM's usual 0.05).
+        sam_fraction: share of each batch the climbing gradient is computed on (SAM's
+            "m-sharpness"; a step costs about 1 + sam_fraction plain steps).
         tta: the test-time augmentation this run is evaluated with by default: "none",
             "flip" (horizontal mirror) or "flip-shift" (mirror and 1-pixel shifts, 18 views);
             `fashion-cnn evaluate --tta MODE/--no-tta` overrides. true/false (run folders
@@ -109,6 +113,8 @@ class TrainConfig:
     alternate_flip: bool = False
     erase: float = 0.0
     cutmix: float = 0.0
+    sam: float = 0.0
+    sam_fraction: float = 0.25
     tta: str = "none"
 
     def validate(self) -> TrainConfig:
@@ -190,6 +196,10 @@ class TrainConfig:
             raise bad("erase", "a probability in [0, 1]")
         if not is_num(self.cutmix) or not 0 <= self.cutmix <= 1:
             raise bad("cutmix", "a probability in [0, 1]")
+        if not is_num(self.sam) or not 0 <= self.sam <= 2:
+            raise bad("sam", "0 (off) or a radius in (0, 2], such as 0.05")
+        if not is_num(self.sam_fraction) or not 0 < self.sam_fraction <= 1:
+            raise bad("sam_fraction", "a share of the batch in (0, 1]")
         if isinstance(self.tta, bool):
             self.tta = tta_mode(self.tta)
         if self.tta not in TTA_VIEWS:

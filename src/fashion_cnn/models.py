@@ -12,6 +12,8 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
+from fashion_cnn.sam import without_sam
+
 INPUT_SHAPE = (28, 28, 1)
 
 
@@ -92,19 +94,21 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
 
 def portable(model: keras.Model) -> keras.Model:
-    """The model to save for inference: each `FusedBatchNormalization` swapped for a Keras
+    """The model to save for inference: a plain functional model (not the `SharpnessAware`
+    one it was trained as), each `FusedBatchNormalization` swapped for a Keras
     `BatchNormalization` with the same config and weights.
 
-    The two compute exactly the same at inference, and the copy loads with plain Keras, with
-    no `fashion_cnn` import. Training checkpoints keep the fused layer (a resumed run trains
-    as it started). A model without fused layers is returned as it is.
+    Both compute exactly the same at inference, and the copy loads with plain Keras, with
+    no `fashion_cnn` import. Training checkpoints keep the training classes (a resumed run
+    trains as it started). A plain model without fused layers is returned as it is.
 
     Args:
         model: a functional model, e.g. from `build_model`.
 
     Returns:
-        `model`, or an uncompiled copy with the same layer names and weights.
+        `model`, or an uncompiled model with the same layer names and weights.
     """
+    model = without_sam(model)
     if not any(isinstance(layer, FusedBatchNormalization) for layer in model.layers):
         return model
 

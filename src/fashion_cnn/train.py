@@ -38,6 +38,7 @@ from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model, portable
 from fashion_cnn.optim import make_optimizer
+from fashion_cnn.sam import with_sam
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def train(
 
     Raises:
         RunError: `out_dir` holds a run with a different config, or an unfinished
-            multi-worker run (those cannot resume).
+            multi-worker run (those cannot resume), or a multi-worker run asks for `sam`.
     """
     config = for_this_machine(config)
     if strategy is not None and not is_chief(strategy):
@@ -249,6 +250,11 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
     ):
         log.info("run %s is already complete; nothing to do", out)
         return out
+    if distributed and config.sam:
+        raise RunError(
+            "Multi-worker training does not support `sam` (its steps are plain gradient "
+            "steps). To fix it: set sam = 0, or train on one machine."
+        )
     if distributed and state_path.exists():
         raise RunError(
             f"Run folder {out} holds an unfinished run; multi-worker training cannot resume "
@@ -270,6 +276,8 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
         with scope:
             if state and state.get("checkpoint") and (out / state["checkpoint"]).exists():
                 model = keras.models.load_model(out / state["checkpoint"])
+                if config.sam:
+                    model = with_sam(model, config.sam, config.sam_fraction)
                 log.info("resuming %s from epoch %d", out, state["epoch"])
             else:
                 state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
@@ -280,6 +288,8 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                     fused_bn=config.fused_bn,
                     se=config.se,
                 )
+                if config.sam:
+                    model = with_sam(model, config.sam, config.sam_fraction)
                 total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
                 model.compile(
                     optimizer=make_optimizer(config, total_steps),
