@@ -53,7 +53,8 @@ def test_step_applies_the_gradient_taken_at_the_climbed_weights(fraction, m):
     got = one_step(model, x, y, lr)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    plain = one_step(tiny_model(), x, y, lr)  # a plain step lands elsewhere
+    keras.utils.set_random_seed(0)
+    plain = one_step(tiny_model(), x, y, lr)  # a plain step from the same start lands elsewhere
     assert not np.allclose(plain[0], got[0], atol=1e-4)
 
 
@@ -75,12 +76,12 @@ def test_rho_zero_trains_plain_steps():
         np.testing.assert_array_equal(a, b)
 
 
-def test_saved_for_inference_as_the_plain_functional_model(tmp_path):
+def test_saved_for_inference_as_the_plain_functional_model():
     model = with_sam(build_model("convnet", width=1, fused_bn=True), 0.05, 0.25)
     assert isinstance(model, SharpnessAware)
     x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
     plain = portable(model)
-    assert type(plain) is keras.Model or type(plain).__name__ == "Functional"
+    assert type(plain).__name__ == "Functional"
     assert not isinstance(plain, SharpnessAware)
     assert not isinstance(without_sam(model), SharpnessAware)
     np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

@@ -151,7 +151,7 @@ def test_resume_with_augmentation_schedule_and_ema_equals_uninterrupted(syntheti
 def test_ema_run_stopped_after_its_last_epoch_resumes_to_the_averaged_weights(
     synthetic_data, tmp_path
 ):
-    config = AUG.replace(epochs=2)
+    config = AUG.replace(epochs=2, sam=0.0)  # SAM's resume: the test above
     straight = train(config, synthetic_data, tmp_path / "straight", verbose=0)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):  # after the checkpoint of the last epoch
@@ -258,10 +258,10 @@ def test_ema_runs_reestimate_batchnorm_for_the_averaged_weights(
     calls = []
     real = train_module.reestimate_batchnorm
     monkeypatch.setattr(train_module, "reestimate_batchnorm", lambda m, b: calls.append(real(m, b)))
-    train(AUG.replace(epochs=1), synthetic_data, tmp_path / "ema", verbose=0)
+    train(AUG.replace(epochs=1, sam=0.0), synthetic_data, tmp_path / "ema", verbose=0)
     assert calls and calls[0] > 0
     calls.clear()
-    train(AUG.replace(epochs=1, ema=0.0), synthetic_data, tmp_path / "plain", verbose=0)
+    train(AUG.replace(epochs=1, ema=0.0, sam=0.0), synthetic_data, tmp_path / "plain", verbose=0)
     assert calls == []
 
 

@@ -223,7 +223,7 @@ def train(
 
     Raises:
         RunError: `out_dir` holds a run with a different config, or an unfinished
-            multi-worker run (those cannot resume), or a multi-worker run asks for `sam`.
+            multi-worker run (those cannot resume), or `sam` with several replicas.
     """
     config = for_this_machine(config)
     if strategy is not None and not is_chief(strategy):
@@ -252,8 +252,9 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
         return out
     if distributed and config.sam:
         raise RunError(
-            "Multi-worker training does not support `sam` (its steps are plain gradient "
-            "steps). To fix it: set sam = 0, or train on one machine."
+            "Training over several replicas (a multi-worker or multi-device strategy) does "
+            "not support `sam` (its steps are plain gradient steps). To fix it: set sam = 0, "
+            "or train on one device."
         )
     if distributed and state_path.exists():
         raise RunError(
