@@ -41,8 +41,8 @@ class SharpnessAware(keras.Model):
         n = tf.shape(x)[0]
         m = tf.maximum(1, tf.cast(tf.math.round(tf.cast(n, "float32") * self.fraction), "int32"))
         weights = self.trainable_weights
-        statistics = [v.value for v in self.non_trainable_variables]
-        saved = [tf.identity(s) for s in statistics]
+        start = [tf.identity(v.value) for v in weights]
+        statistics = [tf.identity(v.value) for v in self.non_trainable_variables]
 
         with tf.GradientTape() as tape:
             loss = self._compute_loss(
@@ -53,7 +53,7 @@ class SharpnessAware(keras.Model):
         steps = [tf.cast(g * scale, v.dtype) for g, v in zip(climb, weights, strict=True)]
         for v, s in zip(weights, steps, strict=True):
             v.assign_add(s)
-        for v, s in zip(self.non_trainable_variables, saved, strict=True):
+        for v, s in zip(self.non_trainable_variables, statistics, strict=True):
             v.assign(s)
 
         with tf.GradientTape() as tape:
@@ -62,8 +62,8 @@ class SharpnessAware(keras.Model):
             self._loss_tracker.update_state(loss, sample_weight=n)
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, weights)
-        for v, s in zip(weights, steps, strict=True):
-            v.assign_sub(s)
+        for v, w in zip(weights, start, strict=True):  # exactly back, not w + s - s
+            v.assign(w)
         self.optimizer.apply_gradients(zip(gradients, weights, strict=True))
         return self.compute_metrics(x, y, y_pred)
 
