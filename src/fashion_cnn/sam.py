@@ -37,7 +37,7 @@ class SharpnessAware(keras.Model):
             return super().train_step(data)
         import tensorflow as tf
 
-        x, y = data[0], data[1]
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         n = tf.shape(x)[0]
         m = tf.maximum(1, tf.cast(tf.math.round(tf.cast(n, "float32") * self.fraction), "int32"))
         weights = self.trainable_weights
@@ -46,7 +46,11 @@ class SharpnessAware(keras.Model):
 
         with tf.GradientTape() as tape:
             loss = self._compute_loss(
-                x=x[:m], y=y[:m], y_pred=self(x[:m], training=True), training=True
+                x=x[:m],
+                y=y[:m],
+                y_pred=self(x[:m], training=True),
+                sample_weight=None if sample_weight is None else sample_weight[:m],
+                training=True,
             )
         climb = tape.gradient(loss, weights)
         scale = self.rho / (tf.linalg.global_norm(climb) + 1e-12)
@@ -58,14 +62,16 @@ class SharpnessAware(keras.Model):
 
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
             self._loss_tracker.update_state(loss, sample_weight=n)
             loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, weights)
         for v, w in zip(weights, start, strict=True):  # exactly back, not w + s - s
             v.assign(w)
         self.optimizer.apply_gradients(zip(gradients, weights, strict=True))
-        return self.compute_metrics(x, y, y_pred)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
 def with_sam(model: keras.Model, rho: float, fraction: float) -> keras.Model:
