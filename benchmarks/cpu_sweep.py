@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "--parallel above 1 pins each run to a core with `taskset` (util-linux), "
             "which is not installed: install it, or pass --parallel 1"
         )
-    _, scale = parse_variant(f"scale:{args.scale}")
+    _, scale, _ = parse_variant(f"scale:{args.scale}")
     try:
         base = load_recipe(args.recipe).replace(**scale)
     except ConfigError as e:
@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     base.recipe_version = None  # a proxy is not the shipped recipe
     args.workdir.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for seed in args.seeds:
+    for position, seed in enumerate(args.seeds):
         for text in args.variant or ["base"]:
-            name, overrides = parse_variant(text)
+            name, overrides, max_seeds = parse_variant(text)
+            if max_seeds is not None and position >= max_seeds:
+                continue
             try:
                 config = base.replace(**overrides, seed=seed, recipe=f"proxy-{name}")
             except ConfigError as e:

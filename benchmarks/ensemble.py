@@ -9,6 +9,13 @@ the accuracy of their averaged probabilities. Prints a Markdown table (each run 
 pair, all runs) and how many test images every run gets wrong. The question it answers is
 whether a recipe could spend its time budget on several smaller models instead of one (if
 the runs' errors are shared, averaging gains little).
+
+    python benchmarks/ensemble.py --sweep RESULTS.jsonl --probs DIR --group VARIANT:K ...
+
+does the same for `gpu_sweep.py` runs from their saved probabilities (its `--probs DIR`),
+without Keras: each `--group VARIANT:K` splits that variant's seeds, in order, into
+disjoint ensembles of K members and prints their accuracy (mean ± std over the ensembles,
+plain and with flip-shift TTA) next to their total compute, MFLOP an image x epochs.
 """
 
 from __future__ import annotations
@@ -24,11 +31,67 @@ from pathlib import Path
 import numpy as np
 
 
+def ms(values: list[float]) -> str:
+    """ "mean ± std" (sample std; the mean alone for one value)."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def sweep_groups(results: Path, probs: Path, groups: list[str]) -> str:
+    """The Markdown table of disjoint same-variant ensembles of `gpu_sweep.py` runs."""
+    records = {}
+    for line in results.read_text().splitlines():
+        if line:
+            r = json.loads(line)
+            records[(r["variant"], r["seed"])] = r
+    lines = [
+        "| variant | members | ensembles (seeds) | MFLOP x epochs | val % plain | val % flip-shift "
+        "| test % plain | test % flip-shift |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for text in groups:
+        variant, _, k = text.partition(":")
+        if not k.isdigit() or int(k) < 1:
+            raise SystemExit(f"Invalid --group {text!r}: expected VARIANT:K with K >= 1")
+        k = int(k)
+        seeds = sorted(s for v, s in records if v == variant and (probs / f"{v}-s{s}.npz").exists())
+        chunks = [seeds[i : i + k] for i in range(0, len(seeds) - k + 1, k)]
+        if not chunks:
+            raise SystemExit(
+                f"--group {text!r}: {len(seeds)} runs of {variant!r} with probabilities"
+            )
+        scores = collections.defaultdict(list)
+        for chunk in chunks:
+            saved = [np.load(probs / f"{variant}-s{s}.npz") for s in chunk]
+            for split in ("val", "test"):
+                y = saved[0][f"y_{split}"]
+                for mode in ("none", "flip-shift"):
+                    p = sum(f[f"{split}_{mode}"].astype("float64") for f in saved)
+                    scores[split, mode].append(100 * float((p.argmax(1) == y).mean()))
+        r = records[variant, seeds[0]]
+        cost = k * r["mflop_per_image"] * r["epochs"] * r.get("step_cost", 1.0)
+        lines.append(
+            f"| {variant} | {k} | {len(chunks)} ({'; '.join(map(str, chunks))}) | {cost:,.0f} | "
+            + " | ".join(ms(scores[s, m]) for s in ("val", "test") for m in ("none", "flip-shift"))
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--tta", default="flip-shift", help="none, flip or flip-shift")
+    parser.add_argument("--sweep", type=Path, help="a gpu_sweep.py results file")
+    parser.add_argument("--probs", type=Path, help="the folder of its --probs")
+    parser.add_argument("--group", action="append", default=[], help="VARIANT:K")
     args = parser.parse_args()
+    if args.sweep or args.probs or args.group:
+        if not (args.sweep and args.probs and args.group) or args.runs:
+            parser.error("--sweep, --probs and --group go together, without run folders")
+        print(sweep_groups(args.sweep, args.probs, args.group))
+        return
     if len(args.runs) < 2:
         parser.error("give at least two run folders")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -49,9 +49,14 @@ from recipes import ms
 TTA_MODES = ("none", "flip", "flip-shift")
 
 
-def parse_variant(text: str) -> tuple[str, dict]:
-    """("name", overrides) from "NAME" or "NAME:KEY=VALUE,KEY=VALUE"."""
+def parse_variant(text: str) -> tuple[str, dict, int | None]:
+    """("name", overrides, max_seeds) from "NAME[@N]" or "NAME[@N]:KEY=VALUE,KEY=VALUE";
+    @N runs the variant on the first N of the sweep's seeds only (None: all)."""
     name, _, rest = text.partition(":")
+    name, at, count = name.partition("@")
+    if at and not count.isdigit():
+        raise SystemExit(f"Invalid variant {text!r}: expected NAME@N with N a whole number")
+    max_seeds = int(count) if at else None
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
@@ -61,7 +66,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    return name, overrides
+    return name, overrides, max_seeds
 
 
 def _init_worker(mem_fraction: float) -> None:
@@ -199,13 +204,21 @@ def run_one(job: dict) -> dict:
     def forward(x: np.ndarray) -> np.ndarray:
         return np.asarray(predict(trainable, non_trainable, x), dtype="float32")
 
-    scores = {}
+    scores, kept = {}, {}
     for split, (x, y) in {"val": (x_val, y_val), "test": (data.x_test, data.y_test)}.items():
+        kept[f"y_{split}"] = y
         for mode in TTA_MODES:
             probs = predict_proba(forward, x, batch_size=1000, tta=mode)
             scores[f"{split}_{mode}"] = (
                 100.0 * float(np.mean(probs.argmax(1) == y)) if len(y) else None
             )
+            if mode != "flip":
+                kept[f"{split}_{mode}"] = probs.astype("float16")
+    if job.get("probs_dir"):  # for ensembles of runs (benchmarks/ensemble.py)
+        out = Path(job["probs_dir"]) / f"{job['variant']}-s{config.seed}.npz"
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **kept)
+        os.replace(tmp, out)
     return {
         "variant": job["variant"],
         "overrides": job["overrides"],
@@ -297,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--results", type=Path, help="JSON-lines file the runs append to")
     parser.add_argument("--summary", type=Path, help="print the table of a results file")
+    parser.add_argument(
+        "--probs", type=Path, help="folder for each run's validation and test probabilities (.npz)"
+    )
     args = parser.parse_args(argv)
 
     if args.summary:
@@ -308,9 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["KERAS_BACKEND"] = "jax"  # before anything imports Keras (recipe checks do)
     base = load_recipe(args.recipe)
     jobs = []
-    for seed in args.seeds:
+    for position, seed in enumerate(args.seeds):
         for text in args.variant or ["base"]:
-            name, overrides = parse_variant(text)
+            name, overrides, max_seeds = parse_variant(text)
+            if max_seeds is not None and position >= max_seeds:
+                continue
             try:
                 config = base.replace(
                     **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
@@ -326,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
                     "config": config.to_dict(),
                     "data_dir": args.data_dir,
                     "precision": args.precision,
+                    "probs_dir": str(args.probs) if args.probs else None,
                 }
             )
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    if args.probs:
+        args.probs.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(
         args.workers,
