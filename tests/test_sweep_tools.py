@@ -1,0 +1,74 @@
+"""The benchmark sweep helpers: variant parsing (`gpu_sweep.py`) and ensembles of saved
+sweep probabilities (`ensemble.py --sweep`). No training: synthetic probabilities."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+
+from ensemble import sweep_groups  # noqa: E402
+from gpu_sweep import parse_variant  # noqa: E402
+
+
+def test_parse_variant_names_overrides_and_seed_limit():
+    assert parse_variant("base") == ("base", {}, None)
+    assert parse_variant("w3@2:width=3,model=convnet4") == (
+        "w3",
+        {"width": 3, "model": "convnet4"},
+        2,
+    )
+    with pytest.raises(SystemExit, match="NAME@N"):
+        parse_variant("w3@two:width=3")
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_variant("w3:width")
+
+
+def _one_hot(labels, n=3):
+    return np.eye(n, dtype="float16")[labels]
+
+
+def _write_run(folder, results, variant, seed, val_pred, test_pred, y_val, y_test):
+    """A sweep record plus its probabilities: each prediction one-hot, at 0.6 confidence."""
+    np.savez(
+        folder / f"{variant}-s{seed}.npz",
+        y_val=y_val,
+        y_test=y_test,
+        **{
+            f"{split}_{mode}": 0.6 * _one_hot(pred) + 0.1
+            for split, pred in (("val", val_pred), ("test", test_pred))
+            for mode in ("none", "flip-shift")
+        },
+    )
+    record = {"variant": variant, "seed": seed, "mflop_per_image": 2.0, "epochs": 5}
+    with open(results, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def test_sweep_groups_scores_disjoint_ensembles(tmp_path):
+    y = np.array([0, 1, 2, 0])
+    results = tmp_path / "sweep.jsonl"
+    # Three members, each with a different image wrong; averaged, two of them tie on their
+    # disputed images (argmax takes the lower class), and all three outvote each mistake.
+    wrong = [np.array([2, 1, 2, 0]), np.array([0, 0, 2, 0]), np.array([0, 1, 0, 0])]
+    for seed, pred in enumerate(wrong):
+        _write_run(tmp_path, results, "v", seed, pred, pred, y, y)
+    table = sweep_groups(results, tmp_path, ["v:1", "v:3", "v:2"]).splitlines()
+    assert table[2].startswith("| v | 1 | 3 ([0]; [1]; [2]) | 10 | 75.00 ± 0.00 |")
+    assert table[3] == ("| v | 3 | 1 ([0, 1, 2]) | 30 | 100.00 | 100.00 | 100.00 | 100.00 |")
+    # v:2: seeds [0, 1] only (disjoint groups; seed 2 is left over). Image 0 ties 2/0 ->
+    # 0, right; image 1 ties 1/0 -> 0, wrong: 3 of 4.
+    assert table[4] == "| v | 2 | 1 ([0, 1]) | 20 | 75.00 | 75.00 | 75.00 | 75.00 |"
+
+
+def test_sweep_groups_refuses_bad_groups(tmp_path):
+    results = tmp_path / "sweep.jsonl"
+    y = np.array([0, 1])
+    _write_run(tmp_path, results, "v", 0, y, y, y, y)
+    with pytest.raises(SystemExit, match="1 runs of 'v'"):
+        sweep_groups(results, tmp_path, ["v:2"])
+    with pytest.raises(SystemExit, match="VARIANT:K"):
+        sweep_groups(results, tmp_path, ["v:0"])
