@@ -14,7 +14,7 @@ processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` 
 
 - training wall seconds (the whole `train` process) and fit seconds (sum of epoch times);
 - training images/s and achieved GFLOP/s (3x the forward FLOPs of convolutions and dense
-  layers per training image), as a share of a float32 matrix product measured with NumPy on
+  layers per training image, times 1 + `sam_fraction` for a SAM recipe), as a share of a float32 matrix product measured with NumPy on
   the same machine in the same run, and of the nominal peaks the project was given
   (333 GFLOP/s AVX-512 fp32, 5.3 TFLOP/s AMX bf16);
 - test accuracy of the final model, without TTA, with flip TTA and with flip-shift TTA (18
@@ -71,14 +71,16 @@ def recipe_name(recipe: str) -> str:
     return Path(recipe).stem if is_file(recipe) else recipe
 
 
-def model_info(recipe: str) -> tuple[int, int]:
+def model_info(recipe: str) -> tuple[int, int, float]:
+    """(weights, forward FLOPs an image, training step cost in plain steps: >1 with SAM)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from fashion_cnn.config import load_config, load_recipe
     from fashion_cnn.models import build_model, forward_flops
+    from fashion_cnn.sam import step_cost
 
     c = load_config(recipe) if is_file(recipe) else load_recipe(recipe)
     model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn, se=c.se)
-    return model.count_params(), forward_flops(model)
+    return model.count_params(), forward_flops(model), step_cost(c.sam, c.sam_fraction)
 
 
 def run_one(recipe: str, seed: int, workdir: Path) -> dict:
@@ -133,10 +135,13 @@ def ms(values: list[float], fmt: str = "{:.1f}") -> str:
 
 
 def table(
-    rows: dict[str, list[dict]], infos: dict[str, tuple[int, int]], refs: dict[str, float]
+    rows: dict[str, list[dict]],
+    infos: dict[str, tuple[int, int, float]],
+    refs: dict[str, float],
 ) -> str:
-    """The Markdown table; each recipe's GFLOP/s is compared with the matmul measured in the
-    same run as its trainings (`refs`)."""
+    """The Markdown table; each recipe's GFLOP/s (3x the forward FLOPs an image, times the
+    step cost of SAM) is compared with the matmul measured in the same run as its
+    trainings (`refs`)."""
     lines = [
         "| recipe | params | n | train wall s | fit s | train img/s | GFLOP/s | "
         "% of NumPy fp32 matmul | % of 333 / 5300 nominal | test acc % | test acc % (flip TTA) | "
@@ -144,9 +149,9 @@ def table(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for recipe, results in rows.items():
-        params, fwd = infos[recipe]
+        params, fwd, cost = infos[recipe]
         ips = [r["images"] / r["fit_s"] for r in results]
-        gflops = [i * 3 * fwd / 1e9 for i in ips]
+        gflops = [i * 3 * fwd * cost / 1e9 for i in ips]
         g = statistics.mean(gflops)
         reach = []
         for th in THRESHOLDS:
@@ -199,7 +204,7 @@ def main() -> None:
         for recipe in args.recipes:
             if is_file(recipe) and not Path(recipe).is_file():
                 raise SystemExit(f"Recipe file {recipe} does not exist")
-            params, fwd = model_info(recipe)
+            params, fwd, cost = model_info(recipe)
             results = []
             for seed in args.seeds:
                 r = run_one(recipe, seed, workdir)
@@ -207,6 +212,7 @@ def main() -> None:
                 stored[recipe_name(recipe)] = {
                     "params": params,
                     "forward_flops": fwd,
+                    "step_cost": cost,
                     "matmul_gflops": ref,
                     "command": f"python benchmarks/recipes.py --recipes {recipe} "
                     f"--seeds {' '.join(map(str, args.seeds[: len(results)]))}",
@@ -221,7 +227,10 @@ def main() -> None:
         ]
         for name, entry in stored.items()
     }
-    infos = {name: (e["params"], e["forward_flops"]) for name, e in stored.items()}
+    infos = {
+        name: (e["params"], e["forward_flops"], e.get("step_cost", 1.0))
+        for name, e in stored.items()
+    }
     refs = {name: e["matmul_gflops"] for name, e in stored.items()}
     text = table(rows, infos, refs)
     text += "\n\nNumPy float32 2000x2000 matmul GFLOP/s measured with each recipe's runs. Commands:"
