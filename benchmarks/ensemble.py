@@ -30,12 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def ms(values: list[float]) -> str:
-    """ "mean ± std" (sample std; the mean alone for one value)."""
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+from recipes import ms
 
 
 def sweep_groups(results: Path, probs: Path, groups: list[str]) -> str:
@@ -73,7 +68,9 @@ def sweep_groups(results: Path, probs: Path, groups: list[str]) -> str:
         cost = k * r["mflop_per_image"] * r["epochs"] * r.get("step_cost", 1.0)
         lines.append(
             f"| {variant} | {k} | {len(chunks)} ({'; '.join(map(str, chunks))}) | {cost:,.0f} | "
-            + " | ".join(ms(scores[s, m]) for s in ("val", "test") for m in ("none", "flip-shift"))
+            + " | ".join(
+                ms(scores[s, m], "{:.2f}") for s in ("val", "test") for m in ("none", "flip-shift")
+            )
             + " |"
         )
     return "\n".join(lines)

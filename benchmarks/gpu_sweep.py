@@ -21,12 +21,14 @@ KERAS_BACKEND is set here):
         --val-fraction 0.1 --workers 6 --results results.jsonl
 
 A variant is NAME or NAME:KEY=VALUE,KEY=VALUE with `TrainConfig` keys (values parsed as
-JSON, else kept as strings). Runs go round-robin by seed (every variant's first seed before
-any second seed) over `--workers` processes sharing the GPU; each finished run is appended
-to `--results` as one JSON line, so a sweep cut short keeps what it finished. `--summary
-FILE` prints the table of a results file (no JAX needed). Not supported (refused): `ema`
-and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is turned off, which computes the
-same BatchNorm.
+JSON, else kept as strings); NAME@K runs it on the first K seeds only. `--probs DIR` keeps
+each run's validation and test probabilities (plain and flip-shift TTA, float16) in
+DIR/NAME-sSEED.npz, for `ensemble.py --sweep`. Runs go round-robin by seed (every
+variant's first seed before any second seed) over `--workers` processes sharing the GPU;
+each finished run is appended to `--results` as one JSON line, so a sweep cut short keeps
+what it finished. `--summary FILE` prints the table of a results file (no JAX needed).
+Not supported (refused): `ema` and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is
+turned off, which computes the same BatchNorm.
 """
 
 from __future__ import annotations

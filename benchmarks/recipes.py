@@ -14,9 +14,9 @@ processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` 
 
 - training wall seconds (the whole `train` process) and fit seconds (sum of epoch times);
 - training images/s and achieved GFLOP/s (3x the forward FLOPs of convolutions and dense
-  layers per training image, times 1 + `sam_fraction` for a SAM recipe), as a share of a float32 matrix product measured with NumPy on
-  the same machine in the same run, and of the nominal peaks the project was given
-  (333 GFLOP/s AVX-512 fp32, 5.3 TFLOP/s AMX bf16);
+  layers per training image, times 1 + `sam_fraction` for a SAM recipe), as a share of a
+  float32 matrix product measured with NumPy on the same machine in the same run, and of
+  the nominal peaks the project was given (333 GFLOP/s AVX-512 fp32, 5.3 TFLOP/s AMX bf16);
 - test accuracy of the final model, without TTA, with flip TTA and with flip-shift TTA (18
   views; "—" for results stored before that mode existed);
 - time to accuracy: fit seconds until the validation accuracy first reached 90/93/94%.
