@@ -36,7 +36,7 @@ from pathlib import Path
 
 from fashion_cnn.config import load_recipe, to_toml
 from fashion_cnn.errors import ConfigError
-from gpu_sweep import collect, parse_variant, summary
+from gpu_sweep import collect, parse_variant, summary, sweep_order
 
 SCORE_MODES = ("none", "flip-shift")
 
@@ -164,30 +164,26 @@ def main(argv: list[str] | None = None) -> int:
     base.recipe_version = None  # a proxy is not the shipped recipe
     args.workdir.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for position, seed in enumerate(args.seeds):
-        for text in args.variant or ["base"]:
-            name, overrides, max_seeds = parse_variant(text)
-            if max_seeds is not None and position >= max_seeds:
-                continue
-            try:
-                config = base.replace(**overrides, seed=seed, recipe=f"proxy-{name}")
-            except ConfigError as e:
-                parser.error(f"variant {name!r}: {e}")
-            stem = args.workdir / f"{name}-s{seed}"
-            config_file = stem.with_suffix(".toml")
-            config_file.write_text(to_toml(config))
-            jobs.append(
-                {
-                    "variant": name,
-                    "overrides": overrides,
-                    "seed": seed,
-                    "epochs": config.epochs,
-                    "scale": scale,
-                    "config_file": str(config_file),
-                    "run": str(stem),
-                    "log": str(stem.with_suffix(".log")),
-                }
-            )
+    for seed, name, overrides in sweep_order(args.seeds, args.variant or ["base"]):
+        try:
+            config = base.replace(**overrides, seed=seed, recipe=f"proxy-{name}")
+        except ConfigError as e:
+            parser.error(f"variant {name!r}: {e}")
+        stem = args.workdir / f"{name}-s{seed}"
+        config_file = stem.with_suffix(".toml")
+        config_file.write_text(to_toml(config))
+        jobs.append(
+            {
+                "variant": name,
+                "overrides": overrides,
+                "seed": seed,
+                "epochs": config.epochs,
+                "scale": scale,
+                "config_file": str(config_file),
+                "run": str(stem),
+                "log": str(stem.with_suffix(".log")),
+            }
+        )
     cores: queue.Queue = queue.Queue()
     available = sorted(os.sched_getaffinity(0))
     for i in range(args.parallel):

@@ -30,16 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_sweep import read_records
 from recipes import ms
 
 
 def sweep_groups(results: Path, probs: Path, groups: list[str]) -> str:
     """The Markdown table of disjoint same-variant ensembles of `gpu_sweep.py` runs."""
-    records = {}
-    for line in results.read_text().splitlines():
-        if line:
-            r = json.loads(line)
-            records[(r["variant"], r["seed"])] = r
+    records = {(r["variant"], r["seed"]): r for r in read_records(results)}
     lines = [
         "| variant | members | ensembles (seeds) | MFLOP x epochs | val % plain | val % flip-shift "
         "| test % plain | test % flip-shift |",

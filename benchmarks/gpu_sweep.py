@@ -71,6 +71,23 @@ def parse_variant(text: str) -> tuple[str, dict, int | None]:
     return name, overrides, max_seeds
 
 
+def sweep_order(seeds: list[int], variants: list[str]) -> list[tuple[int, str, dict]]:
+    """(seed, name, overrides) of every run, round-robin by seed (every variant's first seed
+    before any second seed), each variant on its first N seeds only where it says NAME@N."""
+    parsed = [parse_variant(text) for text in variants]
+    return [
+        (seed, name, overrides)
+        for position, seed in enumerate(seeds)
+        for name, overrides, max_seeds in parsed
+        if max_seeds is None or position < max_seeds
+    ]
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSON-lines results file (`--results` of either sweep)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def _init_worker(mem_fraction: float) -> None:
     os.environ["KERAS_BACKEND"] = "jax"
     os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{mem_fraction:.3f}"
@@ -318,37 +335,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.summary:
-        records = [json.loads(line) for line in args.summary.read_text().splitlines() if line]
-        print(summary(records))
+        print(summary(read_records(args.summary)))
         return 0
     if not args.data_dir or not args.results:
         parser.error("--data-dir and --results are needed to run a sweep")
     os.environ["KERAS_BACKEND"] = "jax"  # before anything imports Keras (recipe checks do)
     base = load_recipe(args.recipe)
     jobs = []
-    for position, seed in enumerate(args.seeds):
-        for text in args.variant or ["base"]:
-            name, overrides, max_seeds = parse_variant(text)
-            if max_seeds is not None and position >= max_seeds:
-                continue
-            try:
-                config = base.replace(
-                    **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
-                ).validate()
-            except ConfigError as e:
-                parser.error(f"variant {name!r}: {e}")
-            if config.ema or config.alternate_flip:
-                parser.error(f"variant {name!r}: `ema` and `alternate_flip` are not supported here")
-            jobs.append(
-                {
-                    "variant": name,
-                    "overrides": overrides,
-                    "config": config.to_dict(),
-                    "data_dir": args.data_dir,
-                    "precision": args.precision,
-                    "probs_dir": str(args.probs) if args.probs else None,
-                }
-            )
+    for seed, name, overrides in sweep_order(args.seeds, args.variant or ["base"]):
+        try:
+            config = base.replace(
+                **overrides, seed=seed, val_fraction=args.val_fraction, fused_bn=False
+            ).validate()
+        except ConfigError as e:
+            parser.error(f"variant {name!r}: {e}")
+        if config.ema or config.alternate_flip:
+            parser.error(f"variant {name!r}: `ema` and `alternate_flip` are not supported here")
+        jobs.append(
+            {
+                "variant": name,
+                "overrides": overrides,
+                "config": config.to_dict(),
+                "data_dir": args.data_dir,
+                "precision": args.precision,
+                "probs_dir": str(args.probs) if args.probs else None,
+            }
+        )
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if args.probs:
         args.probs.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from ensemble import sweep_groups  # noqa: E402
-from gpu_sweep import parse_variant  # noqa: E402
+from gpu_sweep import parse_variant, sweep_order  # noqa: E402
 
 
 def test_parse_variant_names_overrides_and_seed_limit():
@@ -25,6 +25,18 @@ def test_parse_variant_names_overrides_and_seed_limit():
         parse_variant("w3@two:width=3")
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_variant("w3:width")
+
+
+def test_sweep_order_is_round_robin_by_seed_and_honours_seed_limits():
+    order = sweep_order([5, 6, 7], ["a", "b@1:epochs=2", "c@2"])
+    assert order == [
+        (5, "a", {}),
+        (5, "b", {"epochs": 2}),
+        (5, "c", {}),
+        (6, "a", {}),
+        (6, "c", {}),
+        (7, "a", {}),
+    ]
 
 
 def _one_hot(labels, n=3):
