@@ -26,7 +26,8 @@ each run's validation and test probabilities (plain and flip-shift TTA, float16)
 DIR/NAME-sSEED.npz, for `ensemble.py --sweep`. Runs go round-robin by seed (every
 variant's first seed before any second seed) over `--workers` processes sharing the GPU;
 each finished run is appended to `--results` as one JSON line, so a sweep cut short keeps
-what it finished. `--summary FILE` prints the table of a results file (no JAX needed).
+what it finished. `--summary FILE...` prints the table of results files (no JAX needed); `--against
+VARIANT` adds each variant's per-seed difference to VARIANT's.
 Not supported (refused): `ema` and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is
 turned off, which computes the same BatchNorm.
 """
@@ -39,6 +40,7 @@ import json
 import math
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -254,10 +256,15 @@ def run_one(job: dict) -> dict:
     }
 
 
-def summary(records: list[dict]) -> str:
+def summary(records: list[dict], against: str | None = None) -> str:
     """A markdown table: one row per variant, mean ± std over its seeds (this script's
     records or `cpu_sweep.py`'s). The compute column counts a SAM step as `step_cost`
-    plain ones."""
+    plain ones.
+
+    With `against` (a variant's name), two more columns: each variant's flip-shift TTA
+    accuracy minus that variant's on the same seed, mean ± std over the seeds both ran
+    (how many in brackets): a paired comparison, free of the seed-to-seed spread they share.
+    """
     on_gpu = all(r.get("device", "").startswith(("cuda", "gpu", "rocm")) for r in records)
     clock = "GPU train s" if on_gpu else "train s"
     by_variant: dict[str, list[dict]] = {}
@@ -268,10 +275,25 @@ def summary(records: list[dict]) -> str:
         values = [r[key] for r in rs if r.get(key) is not None]
         return ms(values, "{:.2f}") if values else "—"
 
+    if against is not None and against not in by_variant:
+        raise SystemExit(
+            f"Invalid value for `--against`: expected one of {sorted(by_variant)}, "
+            f"received {against!r}"
+        )
+    reference = {r["seed"]: r for r in by_variant.get(against, [])}
+
+    def paired(rs, key):
+        diffs = [r[key] - reference[r["seed"]][key] for r in rs if r["seed"] in reference]
+        if not diffs:
+            return "—"
+        spread = f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+        return f"{statistics.mean(diffs):+.2f}{spread} ({len(diffs)})"
+
+    extra = f" Δ val vs {against} | Δ test vs {against} |" if against else ""
     lines = [
         "| variant | overrides | n (seeds) | MFLOP x epochs | val % plain | val % flip-shift "
-        f"| test % plain | test % flip-shift | {clock} |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| test % plain | test % flip-shift | {clock} |{extra}",
+        "|---|---|---|---|---|---|---|---|---|" + "---|---|" * bool(against),
     ]
     for name, rs in by_variant.items():
         cost = rs[0]["mflop_per_image"] * rs[0]["epochs"] * rs[0].get("step_cost", 1.0)
@@ -282,6 +304,11 @@ def summary(records: list[dict]) -> str:
             f"| {cell(rs, 'val_flip-shift')} | {cell(rs, 'test_none')} "
             f"| {cell(rs, 'test_flip-shift')} | {cell(rs, 'train_s')} |"
         )
+        if against:
+            if name == against:
+                lines[-1] += " — | — |"
+            else:
+                lines[-1] += f" {paired(rs, 'val_flip-shift')} | {paired(rs, 'test_flip-shift')} |"
     return "\n".join(lines)
 
 
@@ -328,14 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--results", type=Path, help="JSON-lines file the runs append to")
-    parser.add_argument("--summary", type=Path, help="print the table of a results file")
+    parser.add_argument(
+        "--summary", type=Path, nargs="+", help="print the table of results files (together)"
+    )
+    parser.add_argument(
+        "--against", help="with --summary: add each variant's paired difference to this one"
+    )
     parser.add_argument(
         "--probs", type=Path, help="folder for each run's validation and test probabilities (.npz)"
     )
     args = parser.parse_args(argv)
 
     if args.summary:
-        print(summary(read_records(args.summary)))
+        print(summary([r for f in args.summary for r in read_records(f)], args.against))
         return 0
     if not args.data_dir or not args.results:
         parser.error("--data-dir and --results are needed to run a sweep")

@@ -1,5 +1,6 @@
-"""The benchmark sweep helpers: variant parsing (`gpu_sweep.py`) and ensembles of saved
-sweep probabilities (`ensemble.py --sweep`). No training: synthetic probabilities."""
+"""The benchmark sweep helpers: variant parsing and the summary table (`gpu_sweep.py`) and
+ensembles of saved sweep probabilities (`ensemble.py --sweep`). No training: synthetic
+records and probabilities."""
 
 import json
 import sys
@@ -11,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from ensemble import sweep_groups  # noqa: E402
-from gpu_sweep import parse_variant, sweep_order  # noqa: E402
+from gpu_sweep import parse_variant, summary, sweep_order  # noqa: E402
 
 
 def test_parse_variant_names_overrides_and_seed_limit():
@@ -84,3 +85,38 @@ def test_sweep_groups_refuses_bad_groups(tmp_path):
         sweep_groups(results, tmp_path, ["v:2"])
     with pytest.raises(SystemExit, match="VARIANT:K"):
         sweep_groups(results, tmp_path, ["v:0"])
+
+
+def _record(variant, seed, val, test):
+    return {
+        "variant": variant,
+        "overrides": {},
+        "seed": seed,
+        "epochs": 2,
+        "mflop_per_image": 1.0,
+        "device": "cuda:0",
+        "train_s": 1.0,
+        **{f"{split}_{mode}": None for split in ("val", "test") for mode in ("none", "flip")},
+        "val_flip-shift": val,
+        "test_flip-shift": test,
+    }
+
+
+def test_summary_against_pairs_differences_by_seed():
+    records = [
+        _record("base", 0, 95.0, 94.0),
+        _record("base", 1, 95.2, 94.4),
+        _record("v", 1, 95.5, 94.4),  # only seed 1 is shared with base
+        _record("v", 2, 90.0, 90.0),
+        _record("w", 0, 95.1, 94.3),
+        _record("w", 1, 95.4, 94.5),
+    ]
+    rows = summary(records, against="base").splitlines()
+    assert rows[0].endswith("| Δ val vs base | Δ test vs base |")
+    assert rows[2].endswith("| — | — |")
+    # Unpaired, v's mean would be far below base's; paired on seed 1 it is above.
+    assert rows[3].endswith("| +0.30 (1) | +0.00 (1) |")
+    assert rows[4].endswith("| +0.15 ± 0.07 (2) | +0.20 ± 0.14 (2) |")
+    assert "Δ" not in summary(records)
+    with pytest.raises(SystemExit, match="`--against`"):
+        summary(records, against="nope")
