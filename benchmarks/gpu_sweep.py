@@ -26,8 +26,8 @@ each run's validation and test probabilities (plain and flip-shift TTA, float16)
 DIR/NAME-sSEED.npz, for `ensemble.py --sweep`. Runs go round-robin by seed (every
 variant's first seed before any second seed) over `--workers` processes sharing the GPU;
 each finished run is appended to `--results` as one JSON line, so a sweep cut short keeps
-what it finished. `--summary FILE...` prints the table of results files (no JAX needed); `--against
-VARIANT` adds each variant's per-seed difference to VARIANT's.
+what it finished. `--summary FILE...` prints the table of results files (no JAX needed);
+`--against VARIANT` adds each variant's per-seed difference to VARIANT's.
 Not supported (refused): `ema` and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is
 turned off, which computes the same BatchNorm.
 """
@@ -283,7 +283,11 @@ def summary(records: list[dict], against: str | None = None) -> str:
     reference = {r["seed"]: r for r in by_variant.get(against, [])}
 
     def paired(rs, key):
-        diffs = [r[key] - reference[r["seed"]][key] for r in rs if r["seed"] in reference]
+        diffs = [
+            r[key] - reference[r["seed"]][key]
+            for r in rs
+            if r["seed"] in reference and None not in (r[key], reference[r["seed"]][key])
+        ]
         if not diffs:
             return "—"
         spread = f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""

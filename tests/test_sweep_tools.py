@@ -110,6 +110,7 @@ def test_summary_against_pairs_differences_by_seed():
         _record("v", 2, 90.0, 90.0),
         _record("w", 0, 95.1, 94.3),
         _record("w", 1, 95.4, 94.5),
+        _record("u", 0, None, 94.5),  # no validation split: no validation difference
     ]
     rows = summary(records, against="base").splitlines()
     assert rows[0].endswith("| Δ val vs base | Δ test vs base |")
@@ -117,6 +118,7 @@ def test_summary_against_pairs_differences_by_seed():
     # Unpaired, v's mean would be far below base's; paired on seed 1 it is above.
     assert rows[3].endswith("| +0.30 (1) | +0.00 (1) |")
     assert rows[4].endswith("| +0.15 ± 0.07 (2) | +0.20 ± 0.14 (2) |")
+    assert rows[5].endswith("| — | +0.50 (1) |")
     assert "Δ" not in summary(records)
     with pytest.raises(SystemExit, match="`--against`"):
         summary(records, against="nope")
