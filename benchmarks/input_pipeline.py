@@ -14,18 +14,20 @@ Needs the dataset (`fashion-cnn data` or the Debian package).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
 
 from gpu_sweep import parse_variant
+from recipes import load
 
 
 def time_pipeline(config, x, y, batches: int, repeats: int) -> tuple[float, float]:
     """(wall ms, CPU ms) per batch of `config`'s training batches, median over `repeats`."""
     from fashion_cnn.batches import epoch_batches, make_augment, make_mix
 
-    epochs = -(-(batches * (repeats + 1) * config.batch_size) // len(x))
+    epochs = math.ceil(batches * (repeats + 1) * config.batch_size / len(x))
     ds, _ = epoch_batches(
         x,
         y,
@@ -57,12 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
     args = parser.parse_args(argv)
 
-    from pathlib import Path
-
-    from fashion_cnn.config import load_config, load_recipe
     from fashion_cnn.data import load_data
 
-    base = load_config(args.recipe) if Path(args.recipe).is_file() else load_recipe(args.recipe)
+    base = load(args.recipe)
     data = load_data(args.data_dir, download=False)
     print("| variant | overrides | batch | wall ms a batch | CPU ms a batch |")
     print("|---|---|---|---|---|")

@@ -71,14 +71,20 @@ def recipe_name(recipe: str) -> str:
     return Path(recipe).stem if is_file(recipe) else recipe
 
 
+def load(recipe: str):
+    """The `TrainConfig` of a shipped recipe or of a recipe file (`is_file`)."""
+    from fashion_cnn.config import load_config, load_recipe
+
+    return load_config(recipe) if is_file(recipe) else load_recipe(recipe)
+
+
 def model_info(recipe: str) -> tuple[int, int, float]:
     """(weights, forward FLOPs an image, training step cost in plain steps: >1 with SAM)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from fashion_cnn.config import load_config, load_recipe
     from fashion_cnn.models import build_model, forward_flops
     from fashion_cnn.sam import step_cost
 
-    c = load_config(recipe) if is_file(recipe) else load_recipe(recipe)
+    c = load(recipe)
     model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn, se=c.se)
     return model.count_params(), forward_flops(model), step_cost(c.sam, c.sam_fraction)
 
