@@ -23,13 +23,26 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+# A worker process whose CPU has native bf16 (rank 0) or not (rank 1), whatever this
+# machine's CPU: `precision = "auto"` must still train both in one precision.
+_WORKER = """
+import sys
+import fashion_cnn.hardware as hardware
+bf16 = sys.argv[-1] == "0"
+hardware.cpu_flags = lambda: frozenset({"avx512_bf16"} if bf16 else {"avx2"})
+hardware.gpu_capabilities = lambda: []
+from fashion_cnn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.realdata
 def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
     hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
     out = tmp_path / "run"
     argv = [
-        sys.executable, "-m", "fashion_cnn", "train", "--recipe", "seed", "--epochs", "2",
-        "--train-subset", "6000", "--learning-rate", "0.001", "--precision", "float32",
+        sys.executable, "-c", _WORKER, "train", "--recipe", "seed", "--epochs", "2",
+        "--train-subset", "6000", "--learning-rate", "0.001", "--precision", "auto",
         "--verbosity", "2", "--strategy", "multiworker", "--workers", hosts, "--out", str(out),
         "--no-download",
     ]  # fmt: skip
@@ -51,6 +64,9 @@ def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
     # one run folder, in the single-machine format, written by the chief (worker 0) only
     history = read_json(out / "history.json")
     assert history["replicas"] == 2 and len(history["val_accuracy"]) == 2
+    # worker 1 lacks native bf16, so "auto" is float32 on both (the chief chose bf16 alone)
+    assert read_json(out / "config.json")["precision"] == "float32"
+    assert 'precision "auto" -> float32 on every worker' in logs[0], logs[0]
     assert {p.name for p in out.iterdir()} >= {
         "config.json", "model.keras", "best.keras", "history.json", "calibration.json"
     }  # fmt: skip

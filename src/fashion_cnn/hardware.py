@@ -116,6 +116,39 @@ def resolve_precision(precision: str) -> str:
     return chosen
 
 
+def agreed_precision(strategy, local: str) -> str:
+    """The precision every replica of a multi-worker `strategy` trains in, for "auto".
+
+    Each worker resolves "auto" for its own hardware, and a cluster can mix machines with
+    and without native bf16. Its replicas must agree, since they share one model and one
+    run folder: bf16 only where every worker chose it, float32 as soon as one did not.
+    Every worker must call this (it is a collective all-reduce).
+
+    Args:
+        strategy: a `tf.distribute` strategy.
+        local: this worker's `resolve_precision("auto")`.
+
+    Returns:
+        "mixed_bfloat16" or "float32", the same on every worker.
+    """
+    import tensorflow as tf
+
+    lacking = 0.0 if local == "mixed_bfloat16" else 1.0
+    per_replica = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant(lacking)
+    )
+    # A sum, since collective all-reduce across workers supports only SUM and MEAN.
+    without_bf16 = float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+    chosen = "mixed_bfloat16" if without_bf16 == 0 else "float32"
+    if chosen != local:
+        log.info(
+            'precision "auto" -> %s on every worker (%d replica(s) lack native bf16)',
+            chosen,
+            round(without_bf16),
+        )
+    return chosen
+
+
 def prefer_onednn(environ: MutableMapping[str, str], machine: str | None = None) -> bool:
     """Asks TensorFlow for its oneDNN kernels on any x86-64 CPU, not only the newest.
 

@@ -34,7 +34,7 @@ from fashion_cnn.config import TrainConfig, recipe_names, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
-from fashion_cnn.hardware import resolve_precision
+from fashion_cnn.hardware import agreed_precision, resolve_precision
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model, portable
 from fashion_cnn.optim import make_optimizer
@@ -206,7 +206,8 @@ def train(
     """Trains `config` on `data` into the run folder `out_dir`, resuming if possible.
 
     Args:
-        config: the resolved config; `precision = "auto"` is resolved here for this machine,
+        config: the resolved config; `precision = "auto"` is resolved here for this machine
+            (for the whole cluster, under a multi-worker `strategy`: `agreed_precision`),
             and the run folder's config.json records the result.
         data: the dataset (the test part is not touched here).
         out_dir: the run folder; created if needed.
@@ -225,7 +226,10 @@ def train(
         RunError: `out_dir` holds a run with a different config, or an unfinished
             multi-worker run (those cannot resume), or `sam` with several replicas.
     """
+    requested = config.validate().precision
     config = for_this_machine(config)
+    if requested == "auto" and strategy is not None and strategy.num_replicas_in_sync > 1:
+        config = config.replace(precision=agreed_precision(strategy, config.precision))
     if strategy is not None and not is_chief(strategy):
         import tempfile
 
