@@ -370,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.against and not args.summary:
+        parser.error("--against compares results in a table: it needs --summary FILE...")
     if args.summary:
         print(summary([r for f in args.summary for r in read_records(f)], args.against))
         return 0

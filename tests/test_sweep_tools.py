@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from ensemble import sweep_groups  # noqa: E402
-from gpu_sweep import parse_variant, summary, sweep_order  # noqa: E402
+from gpu_sweep import main, parse_variant, summary, sweep_order  # noqa: E402
 
 
 def test_parse_variant_names_overrides_and_seed_limit():
@@ -122,3 +122,9 @@ def test_summary_against_pairs_differences_by_seed():
     assert "Δ" not in summary(records)
     with pytest.raises(SystemExit, match="`--against`"):
         summary(records, against="nope")
+
+
+def test_against_without_summary_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--against", "base", "--variant", "v:lr=0.1"])
+    assert "--against compares results in a table: it needs --summary" in capsys.readouterr().err
