@@ -36,7 +36,7 @@ from pathlib import Path
 
 from fashion_cnn.config import load_recipe, to_toml
 from fashion_cnn.errors import ConfigError
-from gpu_sweep import collect, parse_variant, summary, sweep_order
+from sweeps import collect, parse_variant, summary, sweep_order
 
 SCORE_MODES = ("none", "flip-shift")
 

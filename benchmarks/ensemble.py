@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_sweep import read_records
 from recipes import ms
+from sweeps import read_records
 
 
 def sweep_groups(results: Path, probs: Path, groups: list[str]) -> str:

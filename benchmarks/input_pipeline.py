@@ -19,8 +19,8 @@ import statistics
 import sys
 import time
 
-from gpu_sweep import parse_variant
 from recipes import load
+from sweeps import parse_variant
 
 
 def time_pipeline(config, x, y, batches: int, repeats: int) -> tuple[float, float]:

@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
 from ensemble import sweep_groups  # noqa: E402
-from gpu_sweep import main, parse_variant, summary, sweep_order  # noqa: E402
+from gpu_sweep import main  # noqa: E402
+from sweeps import parse_variant, summary, sweep_order  # noqa: E402
 
 
 def test_parse_variant_names_overrides_and_seed_limit():
