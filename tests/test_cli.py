@@ -42,6 +42,16 @@ def test_bad_recipe_and_flag_values(capsys):
     assert "Invalid value for `epochs`" in capsys.readouterr().err
 
 
+def test_unknown_recipe_is_reported_before_tensorflow_loads():
+    code = (
+        "import sys; from fashion_cnn.cli import main; rc = main(['train', '--recipe', 'nope']);"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Invalid value for `--recipe`" in done.stderr
+    assert done.stdout.split() == ["False", "False"], done.stdout
+
+
 def test_missing_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 2
     assert "does not exist" in capsys.readouterr().err

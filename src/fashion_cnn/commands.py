@@ -88,13 +88,15 @@ def _make_strategy(args):
 
 
 def cmd_train(args) -> int:
-    from fashion_cnn.train import train
-
+    # The config, the cluster and the data are checked before TensorFlow loads (~10 s), so
+    # that a mistake in them is reported at once.
     config = _resolve_config(args)
     name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
     out = Path(args.out or f"runs/{name}-seed{config.seed}")
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
+    from fashion_cnn.train import train
+
     log.info("training %s into %s", json.dumps(config.to_dict()), out)
     verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
     try:
