@@ -42,13 +42,26 @@ def test_bad_recipe_and_flag_values(capsys):
     assert "Invalid value for `epochs`" in capsys.readouterr().err
 
 
-def test_unknown_recipe_is_reported_before_tensorflow_loads():
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--recipe", "nope"], "Invalid value for `--recipe`"),
+        (["evaluate", "no/such/run"], "Run folder no/such/run does not exist"),
+        (["predict", "no/such/run", "a.png"], "Run folder no/such/run does not exist"),
+        (["serve", "no/such/run"], "Run folder no/such/run does not exist"),
+        (["export", "no/such/run", "--format", "onnx"], "Run folder no/such/run does not exist"),
+        (["robustness", "no/such/run"], "Run folder no/such/run does not exist"),
+    ],
+)
+def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
     code = (
-        "import sys; from fashion_cnn.cli import main; rc = main(['train', '--recipe', 'nope']);"
+        f"import sys; from fashion_cnn.cli import main; rc = main({argv!r}); "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules); sys.exit(rc)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "Invalid value for `--recipe`" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
     assert done.stdout.split() == ["False", "False"], done.stdout
 
 

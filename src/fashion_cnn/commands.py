@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from fashion_cnn.errors import FashionCnnError
+from fashion_cnn.run_folder import model_path
 
 log = logging.getLogger("fashion_cnn")
 
@@ -109,6 +110,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    model_path(args.run, args.checkpoint)  # a mistyped folder is reported before TF loads
     from fashion_cnn.runs import REPORT_FILE, evaluate_run
 
     data = _load_data(args)
@@ -125,10 +127,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from fashion_cnn.engines import KerasEngine, load_engine
-    from fashion_cnn.predict import predict_inputs, to_csv
-    from fashion_cnn.runs import load_calibration, load_run_model
-
     if not 1 <= args.top_k <= 10:
         raise FashionCnnError(
             f"Invalid value for `--top-k`: expected an integer in [1, 10], received {args.top_k}"
@@ -138,6 +136,11 @@ def cmd_predict(args) -> int:
             "Invalid value for `--threshold`: expected a float in [0, 1], "
             f"received {args.threshold}"
         )
+    model_path(args.run, args.checkpoint, must_exist=False)  # before TensorFlow loads
+    from fashion_cnn.engines import KerasEngine, load_engine
+    from fashion_cnn.predict import predict_inputs, to_csv
+    from fashion_cnn.runs import load_calibration, load_run_model
+
     engine = load_engine(args.run, args.engine, args.checkpoint)
     explain_model = None  # Grad-CAM runs on the Keras model, whatever the engine
     if args.explain:
@@ -177,12 +180,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from fashion_cnn.runs import robustness_run
-
     if args.limit < 1:
         raise FashionCnnError(
             f"Invalid value for `--limit`: expected an integer >= 1, received {args.limit}"
         )
+    model_path(args.run)  # before TensorFlow loads
+    from fashion_cnn.runs import robustness_run
+
     data = _load_data(args)
     result = robustness_run(args.run, data, limit=args.limit, seed=args.seed)
     print(f"clean accuracy {result['clean_accuracy']:.4f} on {result['n']} test images")
@@ -194,6 +198,11 @@ def cmd_robustness(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    if args.workers < 1:
+        raise FashionCnnError(
+            f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
+        )
+    model_path(args.run)  # before TensorFlow loads
     import uvicorn
 
     from fashion_cnn.engines import default_engine, load_engine
@@ -202,10 +211,6 @@ def cmd_serve(args) -> int:
     load_run_model(args.run)  # fail here, with a clear message, not inside a worker
     engine = args.engine or default_engine(args.run)
     load_engine(args.run, engine)
-    if args.workers < 1:
-        raise FashionCnnError(
-            f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
-        )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
     print(
@@ -233,6 +238,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
+    model_path(args.run)  # before TensorFlow loads
     from fashion_cnn.export import export_run
 
     data = _load_data(args)

@@ -14,13 +14,17 @@ from fashion_cnn.evaluate import compute_metrics, predict_proba
 from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import read_json, write_json, write_text
 from fashion_cnn.models import float32_clone
-from fashion_cnn.train import BEST_FILE, CALIBRATION_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE
+from fashion_cnn.run_folder import (
+    CALIBRATION_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    model_path,
+)
 from fashion_cnn.tta import tta_mode
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 ROBUSTNESS_FILE = "robustness.json"
-CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +50,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision:
             f"Invalid value for `precision`: expected 'auto' or 'trained', received {precision!r}"
         )
 
-    run = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise RunError(
-            f"Invalid value for `checkpoint`: expected one of {list(CHECKPOINTS)}, "
-            f"received {checkpoint!r}"
-        )
-    path = run / CHECKPOINTS[checkpoint]
-    if not run.is_dir():
-        raise RunError(
-            f"Run folder {run} does not exist. Train one with `fashion-cnn train --out {run}`."
-        )
-    if not path.is_file():
-        raise RunError(
-            f"Run folder {run} has no {path.name}: training has not finished. Re-run the same "
-            f"`fashion-cnn train` command to resume it."
-        )
+    path = model_path(run_dir, checkpoint)
     try:
         model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any loader failure means the file is unusable

@@ -38,17 +38,18 @@ from fashion_cnn.hardware import agreed_precision, resolve_precision
 from fashion_cnn.io_utils import atomic_path, read_json, write_json
 from fashion_cnn.models import build_model, portable
 from fashion_cnn.optim import make_optimizer
+from fashion_cnn.run_folder import (
+    BEST_FILE,
+    CALIBRATION_FILE,
+    CKPT_DIR,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+)
 from fashion_cnn.sam import with_sam
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
-BEST_FILE = "best.keras"
-HISTORY_FILE = "history.json"
-STATE_FILE = "state.json"
-CALIBRATION_FILE = "calibration.json"
-CKPT_DIR = "checkpoints"
 
 
 def reestimate_batchnorm(model: keras.Model, batches: tf.data.Dataset, limit: int = 50) -> int:

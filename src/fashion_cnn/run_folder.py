@@ -1,0 +1,55 @@
+"""The files of a run folder, and the checks on them that need no TensorFlow.
+
+The commands call `model_path` before they import TensorFlow (~10 s), so that a mistyped
+run folder is reported at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fashion_cnn.errors import RunError
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+BEST_FILE = "best.keras"
+HISTORY_FILE = "history.json"
+STATE_FILE = "state.json"
+CALIBRATION_FILE = "calibration.json"
+CKPT_DIR = "checkpoints"
+#: The Keras models of a finished run, by the name `--checkpoint` takes.
+CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
+
+
+def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bool = True) -> Path:
+    """The Keras model file of a run folder's `checkpoint`.
+
+    Args:
+        run_dir: a folder written by `train`.
+        checkpoint: "final" (model.keras) or "best" (best validation accuracy).
+        must_exist: also require the model file (training has finished), not only the folder.
+
+    Returns:
+        The path of the model file.
+
+    Raises:
+        RunError: `checkpoint` is unknown, the folder does not exist, or (with `must_exist`)
+            the model file is missing.
+    """
+    run = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise RunError(
+            f"Invalid value for `checkpoint`: expected one of {list(CHECKPOINTS)}, "
+            f"received {checkpoint!r}"
+        )
+    path = run / CHECKPOINTS[checkpoint]
+    if not run.is_dir():
+        raise RunError(
+            f"Run folder {run} does not exist. Train one with `fashion-cnn train --out {run}`."
+        )
+    if must_exist and not path.is_file():
+        raise RunError(
+            f"Run folder {run} has no {path.name}: training has not finished. Re-run the same "
+            f"`fashion-cnn train` command to resume it."
+        )
+    return path
