@@ -89,8 +89,8 @@ def _make_strategy(args):
 
 
 def cmd_train(args) -> int:
-    # The config, the cluster and the data are checked before TensorFlow loads (~10 s), so
-    # that a mistake in them is reported at once.
+    # `train` is imported last, so that a mistyped recipe name or config path is reported
+    # before TensorFlow loads (~10 s; checking a config's values imports Keras' registry).
     config = _resolve_config(args)
     name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
     out = Path(args.out or f"runs/{name}-seed{config.seed}")
