@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", help="float32 or mixed_bfloat16")
     p.add_argument("--train-subset", type=int, help="use only the first N training images")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        help="train only as many of the recipe's epochs as fit in this many minutes here "
+        "(timed on a few steps first)",
+    )
     p.add_argument("--overwrite", action="store_true", help="discard an existing run in --out")
     p.add_argument(
         "--strategy",

@@ -94,10 +94,25 @@ def cmd_train(args) -> int:
     config = _resolve_config(args)
     name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
     out = Path(args.out or f"runs/{name}-seed{config.seed}")
+    budget = args.budget_minutes
+    if budget is not None and not 0 < budget < float("inf"):
+        raise FashionCnnError(
+            f"Invalid value for `--budget-minutes`: expected a positive number, received {budget}"
+        )
+    if budget is not None and args.strategy != "none":
+        raise FashionCnnError(
+            "--budget-minutes times this machine alone; with --strategy, set --epochs instead"
+        )
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
-    from fashion_cnn.train import train
+    from fashion_cnn.train import for_this_machine, train
 
+    if budget is not None:
+        from fashion_cnn.budget import fit_to_budget
+
+        config = fit_to_budget(
+            for_this_machine(config), data, budget, None if args.overwrite else out
+        )
     log.info("training %s into %s", json.dumps(config.to_dict()), out)
     verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
     try:

@@ -188,6 +188,27 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
+def compiled_model(config: TrainConfig, total_steps: int) -> keras.Model:
+    """A new model of `config`, compiled as training compiles it (optimizer and schedule over
+    `total_steps`, loss with label smoothing, SAM where set), in the current dtype policy."""
+    model = build_model(
+        config.model,
+        scale=config.scale,
+        width=config.width,
+        fused_bn=config.fused_bn,
+        se=config.se,
+    )
+    if config.sam:
+        model = with_sam(model, config.sam, config.sam_fraction)
+    model.compile(
+        optimizer=make_optimizer(config, total_steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
 def configure_backend(config: TrainConfig) -> None:
     """Seeds everything and makes TensorFlow ops deterministic (bit-for-bit repeatable runs)."""
     keras.utils.set_random_seed(config.seed)
@@ -287,24 +308,8 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                 log.info("resuming %s from epoch %d", out, state["epoch"])
             else:
                 state = {"epoch": 0, "history": {}, "best_val_accuracy": -1.0, "best_epoch": None}
-                model = build_model(
-                    config.model,
-                    scale=config.scale,
-                    width=config.width,
-                    fused_bn=config.fused_bn,
-                    se=config.se,
-                )
-                if config.sam:
-                    model = with_sam(model, config.sam, config.sam_fraction)
                 total_steps = config.epochs * math.ceil(len(x_tr) / config.batch_size)
-                model.compile(
-                    optimizer=make_optimizer(config, total_steps),
-                    loss=keras.losses.CategoricalCrossentropy(
-                        label_smoothing=config.label_smoothing
-                    ),
-                    metrics=["accuracy"],
-                    jit_compile=config.jit_compile,
-                )
+                model = compiled_model(config, total_steps)
         first_epoch = state["epoch"]
         if first_epoch < config.epochs:
             ds, steps = epoch_batches(
