@@ -46,6 +46,7 @@ def test_bad_recipe_and_flag_values(capsys):
     ("argv", "message"),
     [
         (["train", "--recipe", "nope"], "Invalid value for `--recipe`"),
+        (["train", "--budget-minutes", "-1"], "Invalid value for `--budget-minutes`"),
         (["evaluate", "no/such/run"], "Run folder no/such/run does not exist"),
         (["predict", "no/such/run", "a.png"], "Run folder no/such/run does not exist"),
         (["serve", "no/such/run"], "Run folder no/such/run does not exist"),

@@ -31,6 +31,23 @@ TIMED_STEPS = 8
 MARGIN = 0.05
 
 
+def check_minutes(minutes: float) -> float:
+    """`minutes` if it is a usable budget.
+
+    Raises:
+        ConfigError: `minutes` is not a positive, finite number.
+    """
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int | float)
+        or not 0 < minutes < math.inf
+    ):
+        raise ConfigError(
+            f"Invalid value for `--budget-minutes`: expected a positive number, received {minutes}"
+        )
+    return minutes
+
+
 def epochs_within(
     budget_s: float, epoch_s: float, spent_s: float, max_epochs: int, margin: float = MARGIN
 ) -> int:
@@ -118,10 +135,7 @@ def fit_to_budget(
     Raises:
         ConfigError: `minutes` is not a positive number.
     """
-    if not isinstance(minutes, int | float) or not 0 < minutes < math.inf:
-        raise ConfigError(
-            f"Invalid value for `--budget-minutes`: expected a positive number, received {minutes}"
-        )
+    check_minutes(minutes)
     from fashion_cnn.train import saved_config
 
     saved = saved_config(Path(run_dir)) if run_dir is not None else None

@@ -89,27 +89,25 @@ def _make_strategy(args):
 
 
 def cmd_train(args) -> int:
-    # `train` is imported last, so that a mistyped recipe name or config path is reported
+    # `train` is imported last, so that a bad budget, recipe name or config path is reported
     # before TensorFlow loads (~10 s; checking a config's values imports Keras' registry).
+    budget = args.budget_minutes
+    if budget is not None:
+        from fashion_cnn.budget import check_minutes, fit_to_budget
+
+        check_minutes(budget)
+        if args.strategy != "none":
+            raise FashionCnnError(
+                "--budget-minutes times this machine alone; with --strategy, set --epochs instead"
+            )
     config = _resolve_config(args)
     name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
     out = Path(args.out or f"runs/{name}-seed{config.seed}")
-    budget = args.budget_minutes
-    if budget is not None and not 0 < budget < float("inf"):
-        raise FashionCnnError(
-            f"Invalid value for `--budget-minutes`: expected a positive number, received {budget}"
-        )
-    if budget is not None and args.strategy != "none":
-        raise FashionCnnError(
-            "--budget-minutes times this machine alone; with --strategy, set --epochs instead"
-        )
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
     from fashion_cnn.train import for_this_machine, train
 
     if budget is not None:
-        from fashion_cnn.budget import fit_to_budget
-
         config = fit_to_budget(
             for_this_machine(config), data, budget, None if args.overwrite else out
         )
