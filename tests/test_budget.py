@@ -51,14 +51,15 @@ def test_fit_to_budget_scales_epochs_to_the_timing(synthetic_data, monkeypatch, 
         return 30.0
 
     monkeypatch.setattr(budget, "time_epoch", fake_time_epoch)
-    config = _config(epochs=20, val_fraction=0.1)
-    assert fit_to_budget(config, synthetic_data, 5).epochs == 9  # 285 s / 30 s
+    config = _config(epochs=20, val_fraction=0.1, precision="auto")
+    fitted = fit_to_budget(config, synthetic_data, 5)
+    assert fitted.epochs == 9 and fitted.precision == "auto"  # 285 s / 30 s
     _, y_tr, _, y_val = split_validation(synthetic_data.x_train, synthetic_data.y_train, 0.1)
     assert seen == [(len(y_tr), len(y_val))] and 50 < len(y_val) < 70
     assert fit_to_budget(config, synthetic_data, 500).epochs == 20
     with caplog.at_level(logging.WARNING, logger="fashion_cnn.budget"):
         assert fit_to_budget(config, synthetic_data, 0.1).epochs == 1
-    assert "more than the 0.1 minutes given" in caplog.text
+    assert "does not fit in the 0.1 minutes given" in caplog.text
     with pytest.raises(ConfigError, match="`--budget-minutes`: expected a positive number"):
         fit_to_budget(config, synthetic_data, 0)
 
@@ -73,7 +74,7 @@ def test_fit_to_budget_keeps_the_epochs_of_a_started_run(synthetic_data, tmp_pat
 
 
 def test_fit_to_budget_with_real_timing(synthetic_data):
-    config = _config(epochs=4)
+    config = _config(epochs=4, precision="auto")  # timed as this machine resolves it
     assert fit_to_budget(config, synthetic_data, 1000).epochs == 4
 
 

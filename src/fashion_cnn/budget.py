@@ -78,6 +78,9 @@ def time_epoch(config: TrainConfig, n_train: int, n_val: int) -> float:
         config: the resolved config.
         n_train: training images per epoch.
         n_val: validation images scored after each epoch.
+
+    Returns:
+        The estimated seconds of one epoch: its steps at the timed rate, plus validation.
     """
     import keras
 
@@ -123,7 +126,8 @@ def fit_to_budget(
     """`config` with as many of its epochs as fit in `minutes` of training on this machine.
 
     Args:
-        config: the resolved config, `precision` resolved for this machine.
+        config: the resolved config (`precision = "auto"` is timed as this machine runs it,
+            and stays "auto" in the result, for `train` to record).
         data: the dataset (sizes only).
         minutes: the budget for the training, the timing included.
         run_dir: the run folder; where it already holds a run, that run's epochs are kept,
@@ -136,7 +140,7 @@ def fit_to_budget(
         ConfigError: `minutes` is not a positive number.
     """
     check_minutes(minutes)
-    from fashion_cnn.train import saved_config
+    from fashion_cnn.train import for_this_machine, saved_config
 
     saved = saved_config(Path(run_dir)) if run_dir is not None else None
     if saved is not None:
@@ -147,12 +151,12 @@ def fit_to_budget(
     _, y_tr, _, y_val = split_validation(
         np.zeros(n, dtype=np.uint8), data.y_train[:n], config.val_fraction, config.split_seed
     )
-    epoch_s = time_epoch(config, len(y_tr), len(y_val))
+    epoch_s = time_epoch(for_this_machine(config), len(y_tr), len(y_val))
     spent = time.perf_counter() - started
     epochs = epochs_within(minutes * 60.0, epoch_s, spent, config.epochs)
     if epochs * epoch_s + spent > minutes * 60.0:
         log.warning(
-            "budget: one epoch takes about %.0f s here, more than the %.1f minutes given; "
+            "budget: one epoch (about %.0f s here) does not fit in the %.1f minutes given; "
             "training 1 epoch",
             epoch_s,
             minutes,
