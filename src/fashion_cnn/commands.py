@@ -105,10 +105,14 @@ def cmd_train(args) -> int:
     out = Path(args.out or f"runs/{name}-seed{config.seed}")
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
-    from fashion_cnn.train import train
+    from fashion_cnn.train import for_this_machine, train
 
     if budget is not None:
-        config = fit_to_budget(config, data, budget, None if args.overwrite else out)
+        # Resolved once here, as `tune` does, so that neither the timing nor `train` probes
+        # the hardware (and logs its choice) again.
+        config = fit_to_budget(
+            for_this_machine(config), data, budget, None if args.overwrite else out
+        )
     log.info("training %s into %s", json.dumps(config.to_dict()), out)
     verbose = args.verbosity if args.verbosity is not None else (1 if sys.stdout.isatty() else 2)
     try:
