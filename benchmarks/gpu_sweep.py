@@ -28,7 +28,7 @@ variant's first seed before any second seed) over `--workers` processes sharing 
 each finished run is appended to `--results` as one JSON line, so a sweep cut short keeps
 what it finished. `--summary FILE...` prints the table of results files (no JAX needed);
 `--against VARIANT` adds each variant's per-seed difference to VARIANT's.
-Not supported (refused): `ema` and `alternate_flip`; `fused_bn` (TensorFlow's kernel) is
+Not supported (refused): `ema`, `alternate_flip` and `low_res`; `fused_bn` (TensorFlow's kernel) is
 turned off, which computes the same BatchNorm.
 """
 
@@ -259,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             ).validate()
         except ConfigError as e:
             parser.error(f"variant {name!r}: {e}")
-        if config.ema or config.alternate_flip:
-            parser.error(f"variant {name!r}: `ema` and `alternate_flip` are not supported here")
+        if config.ema or config.alternate_flip or config.low_res < 28:
+            parser.error(
+                f"variant {name!r}: `ema`, `alternate_flip` and `low_res` are not supported here"
+            )
         jobs.append(
             {
                 "variant": name,

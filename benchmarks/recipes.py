@@ -79,14 +79,27 @@ def load(recipe: str):
 
 
 def model_info(recipe: str) -> tuple[int, int, float]:
-    """(weights, forward FLOPs an image, training step cost in plain steps: >1 with SAM)."""
+    """(weights, forward FLOPs of a 28x28 image, a training image's mean cost in plain
+    full-size steps: >1 with SAM, <1 with progressive resizing's smaller early epochs)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    from fashion_cnn.batches import epoch_sizes
     from fashion_cnn.models import build_model, forward_flops
     from fashion_cnn.sam import step_cost
 
     c = load(recipe)
     model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn, se=c.se)
-    return model.count_params(), forward_flops(model), step_cost(c.sam, c.sam_fraction)
+    full = forward_flops(model)
+    sizes = epoch_sizes(c.epochs, c.low_res, c.low_res_until)
+    at = {
+        side: forward_flops(
+            keras.models.clone_model(model, input_tensors=keras.Input((side, side, 1)))
+        )
+        for side in set(sizes)
+    }
+    resized = sum(at[side] for side in sizes) / (len(sizes) * full)
+    return model.count_params(), full, step_cost(c.sam, c.sam_fraction) * resized
 
 
 def run_one(recipe: str, seed: int, workdir: Path) -> dict:

@@ -103,6 +103,11 @@ def test_unknown_recipe_name_with_a_version_is_refused():
         ("sam", "0.05", "0 (off) or a radius in (0, 2]"),
         ("sam_fraction", 0.0, "a share of the batch in (0, 1]"),
         ("sam_fraction", 1.5, "a share of the batch in (0, 1]"),
+        ("low_res", 18, "a multiple of 4 in [8, 28]"),
+        ("low_res", 4, "a multiple of 4 in [8, 28]"),
+        ("low_res", 32, "a multiple of 4 in [8, 28]"),
+        ("low_res_until", 1.0, "a share of the epochs in (0, 1)"),
+        ("low_res_until", 0, "a share of the epochs in (0, 1)"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):
@@ -111,6 +116,12 @@ def test_invalid_values_are_named(field, value, expected):
     assert f"Invalid value for `{field}`" in str(e.value)
     assert expected in str(e.value)
     assert repr(value) in str(e.value)
+
+
+def test_progressive_resizing_is_refused_for_models_that_take_only_28x28():
+    with pytest.raises(ConfigError, match=r"`low_res`: expected 28 \(off\) with the `seed` model"):
+        TrainConfig(model="seed", low_res=16).validate()
+    assert TrainConfig(model="convnet4", low_res=16).validate().low_res == 16
 
 
 def test_replace_ignores_none_and_rejects_unknown():

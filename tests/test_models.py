@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_cnn.models import MODELS, build_model, portable
+from fashion_cnn.models import FIXED_SIZE, MODELS, build_model, portable
 
 
 def test_seed_is_the_blog_network():
@@ -21,6 +21,25 @@ def test_seed_is_the_blog_network():
         "Dense",
     ]
     assert all(layer.padding == "valid" for layer in model.layers if hasattr(layer, "padding"))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_only_the_fixed_size_models_refuse_smaller_images(name):
+    # Progressive resizing (`low_res`) trains on batches of unknown height and width
+    # (12x12..24x24), as here; config validation refuses it for the models in FIXED_SIZE.
+    import tensorflow as tf
+
+    model = build_model(name, scale=1 / 255)
+    step = tf.function(
+        lambda x: model(x, training=True),
+        input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
+    )
+    small = np.zeros((2, 16, 16, 1), "float32")
+    if name in FIXED_SIZE:
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):  # Dense's input size
+            step(small)
+    else:
+        assert step(small).shape == (2, 10)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -129,3 +129,18 @@ def test_against_without_summary_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--against", "base", "--variant", "v:lr=0.1"])
     assert "--against compares results in a table: it needs --summary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["r:low_res=16", "e:ema=0.99"])
+def test_sweep_refuses_settings_it_does_not_train(variant, tmp_path, capsys, monkeypatch):
+    # main() sets KERAS_BACKEND=jax for the sweep's own imports: import Keras here first,
+    # with the suite's backend (this machine has no JAX), and restore the variable after.
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    import keras  # noqa: F401
+    with pytest.raises(SystemExit):
+        main(
+            ["--data-dir", str(tmp_path), "--results", str(tmp_path / "r.jsonl")]
+            + ["--variant", variant]
+        )
+    assert "`ema`, `alternate_flip` and `low_res` are not supported here" in capsys.readouterr().err
+    assert not (tmp_path / "r.jsonl").exists()

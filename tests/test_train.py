@@ -312,3 +312,73 @@ def test_cutmix_batches_mix_labels_and_resume_identically():
     for (images, lab), (want_images, want_lab) in zip(late, batches[2 * steps :], strict=True):
         np.testing.assert_array_equal(images.numpy(), want_images)
         np.testing.assert_array_equal(lab.numpy(), want_lab)
+
+
+@pytest.mark.parametrize(
+    "epochs, low_res, until, want",
+    [
+        (10, 16, 0.7, [16, 16, 16, 20, 20, 24, 24, 28, 28, 28]),
+        (4, 8, 0.5, [8, 16, 28, 28]),
+        (3, 8, 0.9, [8, 16, 28]),  # the last epoch is at full size even past `until`
+        (1, 16, 0.5, [28]),
+        (5, 28, 0.5, [28] * 5),  # off
+    ],
+)
+def test_epoch_sizes_grow_in_steps_of_4_to_full_size(epochs, low_res, until, want):
+    from fashion_cnn.batches import epoch_sizes
+
+    assert epoch_sizes(epochs, low_res, until) == want
+
+
+def test_progressive_resizing_downscales_early_epochs_by_area_and_resumes_identically():
+    # 2x2 blocks of one value each: halving by area averaging gives the blocks' values.
+    n, epochs = 20, 3
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (n, 14, 14)).astype(np.uint8)
+    x = blocks.repeat(2, axis=1).repeat(2, axis=2)[..., None]
+    y = np.zeros(n, np.uint8)
+    sizes = [14, 20, 28]
+    ds, steps = epoch_batches(x, y, 8, 4, 0, epochs, sizes=sizes)
+    batches = [images.numpy() for images, _ in ds]
+    assert [b.shape[1:] for b in batches[::steps]] == [(14, 14, 1), (20, 20, 1), (28, 28, 1)]
+    plain, _ = epoch_batches(x, y, 8, 4, 0, epochs)
+    plain = [images.numpy() for images, _ in plain]
+    for small, full in zip(batches[:steps], plain[:steps], strict=True):
+        np.testing.assert_allclose(small[..., 0], full[:, ::2, ::2, 0], rtol=1e-6)
+    for resized, full in zip(batches[2 * steps :], plain[2 * steps :], strict=True):
+        np.testing.assert_array_equal(resized, full)  # full-size epochs are untouched
+    late, _ = epoch_batches(x, y, 8, 4, 1, epochs, sizes=sizes)
+    for images, want in zip(late, batches[steps:], strict=True):
+        np.testing.assert_array_equal(images[0].numpy(), want)
+
+
+def test_training_with_progressive_resizing_trains_small_epochs_and_saves_a_28x28_model(
+    synthetic_data, tmp_path, monkeypatch
+):
+    import fashion_cnn.train as train_module
+
+    asked = []
+    real = train_module.epoch_batches
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("sizes"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "epoch_batches", spy)
+    config = CFG.replace(
+        model="convnet",
+        width=1,
+        fused_bn=True,
+        optimizer="sgd",
+        learning_rate=0.05,
+        schedule="onecycle",
+        batch_size=32,
+        low_res=12,
+        low_res_until=0.6,
+    )
+    out = train(config, synthetic_data, tmp_path / "r", verbose=0)
+    assert asked == [[12, 20, 28]]
+    model = load_run_model(out)
+    assert model.input_shape == (None, 28, 28, 1)
+    acc = (predict_proba(model, synthetic_data.x_test).argmax(1) == synthetic_data.y_test).mean()
+    assert acc > 0.9  # learned, though two of its three epochs saw 12x12 and 20x20

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from fashion_cnn.augment import augment_batch, cutmix
+from fashion_cnn.augment import SIZE, augment_batch, cutmix
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import NUM_CLASSES
 
@@ -31,6 +31,7 @@ def epoch_batches(
     augment: Callable[..., tf.Tensor] | None = None,
     alternate_flip: bool = False,
     mix: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None,
+    sizes: list[int] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """Batches for epochs `first_epoch`..`epochs`-1, each epoch in its own seeded order.
 
@@ -43,9 +44,13 @@ def epoch_batches(
             a fixed random bit of j (drawn from `seed`) differs from e's parity.
         mix: optional `f(images, labels, seed_pair) -> (images, labels)` applied per batch
             after `augment`, with its own random stream (e.g. CutMix).
+        sizes: optional image side of every epoch, 0 to `epochs`-1 (`epoch_sizes`): the
+            batches of an epoch whose side is under 28 are downscaled to it (by area
+            averaging) after augmentation and mixing.
 
     Returns:
-        (dataset of (float32 images, one-hot or mixed labels), steps per epoch).
+        (dataset of (float32 images, one-hot or mixed labels), steps per epoch). With
+        `sizes` below 28, the images' height and width are unknown to the dataset's spec.
     """
     n = len(x)
     steps = math.ceil(n / batch_size)
@@ -53,6 +58,9 @@ def epoch_batches(
         [np.random.default_rng([seed, e]).permutation(n) for e in range(first_epoch, epochs)]
     )
     xs, ys = tf.constant(x), tf.constant(y)
+    resize = sizes is not None and min(sizes[first_epoch:epochs], default=SIZE) < SIZE
+    if resize:
+        side_of_epoch = tf.constant(list(sizes[:epochs]), tf.int32)
     if alternate_flip:
         first_flips = tf.constant(np.random.default_rng([seed, FLIP_STREAM]).random(n) < 0.5)
 
@@ -71,6 +79,13 @@ def epoch_batches(
             images, labels = mix(
                 images, labels, tf.random.experimental.stateless_fold_in(pair, MIX_STREAM)
             )
+        if resize:
+            side = tf.gather(side_of_epoch, i // steps)
+            images = tf.cond(
+                side < SIZE,
+                lambda: tf.image.resize(images, tf.stack([side, side]), method="area"),
+                lambda: images,
+            )
         return images, labels
 
     ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
@@ -78,6 +93,32 @@ def epoch_batches(
     )
     ds = ds.enumerate(start=first_epoch * steps)
     return without_autotune(ds.map(gather).prefetch(2)), steps
+
+
+def epoch_sizes(epochs: int, low_res: int, until: float) -> list[int]:
+    """The image side of each epoch under progressive resizing.
+
+    Epoch 0 trains at `low_res`; the side then grows linearly, rounded down to `low_res`
+    plus a multiple of 4 pixels, and reaches 28 at epoch `round(until * epochs)`, or at the
+    last epoch if that is later: the last epoch always trains at full size.
+
+    Args:
+        epochs: the run's epochs.
+        low_res: the first epoch's side (28 = no resizing).
+        until: share of the epochs after which every epoch is at 28.
+
+    Returns:
+        One side per epoch, never decreasing, the last ones 28.
+    """
+    ramp = min(round(until * epochs), epochs - 1)
+    sizes = []
+    for e in range(epochs):
+        if e >= ramp or low_res >= SIZE:
+            sizes.append(SIZE)
+        else:
+            grown = (SIZE - low_res) * e / ramp
+            sizes.append(low_res + 4 * math.floor(grown / 4))
+    return sizes
 
 
 def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:

@@ -125,6 +125,9 @@ def fit_to_budget(
 ) -> TrainConfig:
     """`config` with as many of its epochs as fit in `minutes` of training on this machine.
 
+    Every epoch is costed at full size: with progressive resizing (`low_res`) the early
+    epochs take less, so the budget holds but may be left partly unused.
+
     Args:
         config: the resolved config (`precision = "auto"` is timed as this machine runs it,
             and stays "auto" in the result, for `train` to record).

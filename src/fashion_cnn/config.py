@@ -72,6 +72,13 @@ class TrainConfig:
         alternate_flip: with `flip`, mirror each image in every other epoch instead of at
             random: a random half in even epochs, the other half in odd ones (airbench's
             "alternating flip"), so no image goes unmirrored (or mirrored) for long.
+        low_res: progressive resizing (as in FFCV's and fast.ai's ImageNet speed recipes):
+            the image side, in pixels, of the first epoch's training batches, which are
+            downscaled to it; later epochs grow in steps of 4 pixels to the full 28 by
+            `low_res_until` of the epochs. Convolutions cost in proportion to the area, so
+            the early epochs are cheaper. A multiple of 4 in [8, 28]; 28 = off. Validation,
+            evaluation and prediction always see 28x28.
+        low_res_until: share of the epochs after which every epoch trains at 28x28.
         erase: probability of random erasing per image (0 = off).
         cutmix: probability per image of CutMix (Yun et al., 2019): a random rectangle of
             another image of the batch is pasted in, and the one-hot labels are mixed in
@@ -111,6 +118,8 @@ class TrainConfig:
     translate: int = 0
     flip: bool = False
     alternate_flip: bool = False
+    low_res: int = 28
+    low_res_until: float = 0.5
     erase: float = 0.0
     cutmix: float = 0.0
     sam: float = 0.0
@@ -123,7 +132,7 @@ class TrainConfig:
         Raises:
             ConfigError: naming the field, what was expected and what was received.
         """
-        from fashion_cnn.models import MODELS
+        from fashion_cnn.models import FIXED_SIZE, MODELS
         from fashion_cnn.tta import TTA_VIEWS, tta_mode
 
         def bad(field: str, expected: str) -> ConfigError:
@@ -192,6 +201,12 @@ class TrainConfig:
             raise bad("alternate_flip", "true or false")
         if self.alternate_flip and not self.flip:
             raise bad("alternate_flip", "false when `flip` is false (it alternates flips)")
+        if not is_int(self.low_res) or not (8 <= self.low_res <= 28 and self.low_res % 4 == 0):
+            raise bad("low_res", "a multiple of 4 in [8, 28], such as 16 (28 = off)")
+        if self.low_res < 28 and self.model in FIXED_SIZE:
+            raise bad("low_res", f"28 (off) with the `{self.model}` model, which takes only 28x28")
+        if not is_num(self.low_res_until) or not 0 < self.low_res_until < 1:
+            raise bad("low_res_until", "a share of the epochs in (0, 1)")
         if not is_num(self.erase) or not 0 <= self.erase <= 1:
             raise bad("erase", "a probability in [0, 1]")
         if not is_num(self.cutmix) or not 0 <= self.cutmix <= 1:

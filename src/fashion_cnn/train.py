@@ -28,7 +28,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fashion_cnn.batches import epoch_batches, make_augment, make_mix, without_autotune
+from fashion_cnn.batches import (
+    epoch_batches,
+    epoch_sizes,
+    make_augment,
+    make_mix,
+    without_autotune,
+)
 from fashion_cnn.calibrate import calibrate
 from fashion_cnn.config import TrainConfig, recipe_names, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
@@ -322,6 +328,7 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
                 augment=make_augment(config),
                 alternate_flip=config.alternate_flip,
                 mix=make_mix(config),
+                sizes=epoch_sizes(config.epochs, config.low_res, config.low_res_until),
             )
             validation = None
             if len(x_val):
