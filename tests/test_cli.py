@@ -47,6 +47,8 @@ def test_bad_recipe_and_flag_values(capsys):
     [
         (["train", "--recipe", "nope"], "Invalid value for `--recipe`"),
         (["train", "--budget-minutes", "-1"], "Invalid value for `--budget-minutes`"),
+        (["train", "--recipe", "fast", "--epochs", "-1"], "Invalid value for `epochs`"),
+        (["train", "--model", "resnet"], "Invalid value for `model`"),
         (["evaluate", "no/such/run"], "Run folder no/such/run does not exist"),
         (["predict", "no/such/run", "a.png"], "Run folder no/such/run does not exist"),
         (["serve", "no/such/run"], "Run folder no/such/run does not exist"),

@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from fashion_cnn.models import FIXED_SIZE, MODELS, build_model, portable
+from fashion_cnn.config import FIXED_SIZE, MODEL_NAMES
+from fashion_cnn.models import MODELS, build_model, portable
+
+
+def test_config_names_exactly_the_registered_models():
+    # config.py names the registry's keys so that checking a config needs no TensorFlow.
+    assert sorted(MODEL_NAMES) == sorted(MODELS)
+    assert set(FIXED_SIZE) <= set(MODELS)
 
 
 def test_seed_is_the_blog_network():

@@ -137,6 +137,7 @@ def test_sweep_refuses_settings_it_does_not_train(variant, tmp_path, capsys, mon
     # with the suite's backend (this machine has no JAX), and restore the variable after.
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     import keras  # noqa: F401
+
     with pytest.raises(SystemExit):
         main(
             ["--data-dir", str(tmp_path), "--results", str(tmp_path / "r.jsonl")]

@@ -89,8 +89,8 @@ def _make_strategy(args):
 
 
 def cmd_train(args) -> int:
-    # `train` is imported last, so that a bad budget, recipe name or config path is reported
-    # before TensorFlow loads (~10 s; checking a config's values imports Keras' registry).
+    # `train` is imported last, so that a bad budget, recipe, config file or value is
+    # reported before TensorFlow loads (~10 s).
     budget = args.budget_minutes
     if budget is not None:
         from fashion_cnn.budget import check_minutes, fit_to_budget

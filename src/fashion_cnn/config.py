@@ -29,6 +29,10 @@ except ModuleNotFoundError:  # Python 3.10
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+# The keys of `fashion_cnn.models.MODELS`, named here so that checking a config does not
+# load TensorFlow (~10 s); tests/test_models.py keeps the two equal.
+MODEL_NAMES = ("seed", "convnet", "resconv", "convnet4")
+FIXED_SIZE = ("seed",)  # models that take only 28x28 images (a Flatten before a Dense layer)
 
 
 @dataclasses.dataclass
@@ -39,7 +43,7 @@ class TrainConfig:
         recipe: name of the recipe this config came from (informational).
         recipe_version: version of that shipped recipe (None for your own files; configs
             derived from a recipe, such as tuned ones, keep their base recipe's version).
-        model: key of the model registry (`fashion_cnn.models.MODELS`).
+        model: key of the model registry (`fashion_cnn.models.MODELS`; `MODEL_NAMES`).
         scale: factor the model's `Rescaling` layer applies to raw 0-255 pixels
             (1.0 = the blog notebook's raw pixels, 1/255 = normalized).
         optimizer: one of `OPTIMIZERS`.
@@ -132,7 +136,6 @@ class TrainConfig:
         Raises:
             ConfigError: naming the field, what was expected and what was received.
         """
-        from fashion_cnn.models import FIXED_SIZE, MODELS
         from fashion_cnn.tta import TTA_VIEWS, tta_mode
 
         def bad(field: str, expected: str) -> ConfigError:
@@ -151,8 +154,8 @@ class TrainConfig:
             not is_int(self.recipe_version) or self.recipe_version < 1
         ):
             raise bad("recipe_version", "an integer >= 1, or absent for your own recipe")
-        if self.model not in MODELS:
-            raise bad("model", f"one of {sorted(MODELS)}")
+        if self.model not in MODEL_NAMES:
+            raise bad("model", f"one of {sorted(MODEL_NAMES)}")
         if not is_num(self.scale) or not self.scale > 0:
             raise bad("scale", "a positive number such as 1 or 0.00392156862745098 (1/255)")
         if self.optimizer not in OPTIMIZERS:

@@ -280,8 +280,6 @@ def build_convnet4(
     )
 
 
-FIXED_SIZE = ("seed",)  # models that take only 28x28 images (a Flatten before a Dense layer)
-
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "seed": build_seed,
     "convnet": build_convnet,
