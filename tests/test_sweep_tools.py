@@ -145,3 +145,41 @@ def test_sweep_refuses_settings_it_does_not_train(variant, tmp_path, capsys, mon
         )
     assert "`ema`, `alternate_flip` and `low_res` are not supported here" in capsys.readouterr().err
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_recipes_benchmark_counts_the_flops_of_smaller_epochs(tmp_path):
+    # benchmarks/recipes.py's GFLOP/s: a progressive-resizing recipe's training image costs
+    # its epochs' mean FLOPs, not the full-size ones (16x16 is 16 -> 8 -> 4 -> 2 here).
+    from fashion_cnn.models import build_model, forward_flops
+    from recipes import model_info
+
+    base = (Path(__file__).parents[1] / "src/fashion_cnn/recipes/fast.toml").read_text()
+    plain = tmp_path / "plain.toml"
+    plain.write_text(base.replace("epochs = 22", "epochs = 4"))
+    resized = tmp_path / "resized.toml"
+    resized.write_text(base.replace("epochs = 22", "epochs = 4\nlow_res = 16\nlow_res_until = 0.5"))
+    _, full, cost = model_info(str(plain))
+    assert cost == 1.0 and full == forward_flops(build_model("convnet4", width=1))
+    _, same_full, resized_cost = model_info(str(resized))
+
+    # Epochs at 16, 20, 28, 28. FLOPs at a side, by hand: stem, then each stage's two convs
+    # (the first before its pooling), "same" pooling rounding up; the dense layer.
+    def flops(side):
+        s1, s2, s3 = -(-side // 2), -(-side // 4), -(-side // 8)
+        return (
+            2
+            * 9
+            * (
+                side**2 * 16
+                + side**2 * 16 * 32
+                + s1**2 * 32 * 32
+                + s1**2 * 32 * 64
+                + s2**2 * 64 * 64
+                + s2**2 * 64 * 128
+                + s3**2 * 128 * 128
+            )
+            + 2 * 128 * 10
+        )
+
+    assert flops(28) == full == same_full
+    assert resized_cost == pytest.approx((flops(16) + flops(20) + 2 * flops(28)) / (4 * full))
