@@ -382,3 +382,25 @@ def test_training_with_progressive_resizing_trains_small_epochs_and_saves_a_28x2
     assert model.input_shape == (None, 28, 28, 1)
     acc = (predict_proba(model, synthetic_data.x_test).argmax(1) == synthetic_data.y_test).mean()
     assert acc > 0.9  # learned, though two of its three epochs saw 12x12 and 20x20
+
+
+def test_a_run_folder_trains_in_one_process_at_a_time(synthetic_data, tmp_path):
+    import subprocess
+    import sys
+
+    from fashion_cnn.run_folder import LOCK_FILE
+
+    out = tmp_path / "run"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_FILE).write_text(str(other.pid))  # as a training process leaves it
+        with pytest.raises(RunError, match=rf"being trained by another process \(id {other.pid}\)"):
+            train(CFG.replace(epochs=1), synthetic_data, out, verbose=0)
+        assert not (out / "config.json").exists()  # nothing touched
+    finally:
+        other.kill()
+        other.wait()
+    # A lock whose process is gone (killed) is taken over, and removed at the end.
+    train(CFG.replace(epochs=1), synthetic_data, out, verbose=0)
+    assert (out / "model.keras").exists() and not (out / LOCK_FILE).exists()

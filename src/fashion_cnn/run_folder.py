@@ -6,6 +6,10 @@ run folder is reported at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fashion_cnn.errors import RunError
@@ -17,6 +21,7 @@ HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
 CKPT_DIR = "checkpoints"
+LOCK_FILE = ".lock"  # the training process's id, while one trains the folder
 #: The Keras models of a finished run, by the name `--checkpoint` takes.
 CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
 
@@ -53,3 +58,49 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
             f"`fashion-cnn train` command to resume it."
         )
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Holds the run folder for one training process: two at once would overwrite each
+    other's checkpoints. A lock left by a process that no longer runs (killed) is taken over.
+
+    Raises:
+        RunError: another running process holds the folder.
+    """
+    lock = Path(run_dir) / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = ""
+            for _ in range(10):  # its process may not have written its id yet
+                with contextlib.suppress(FileNotFoundError):
+                    text = lock.read_text().strip()
+                if text:
+                    break
+                time.sleep(0.05)
+            if text.isdigit() and _alive(int(text)):
+                raise RunError(
+                    f"Run folder {run_dir} is being trained by another process (id {text}). "
+                    f"To fix it: wait for that run to end, or use another --out folder."
+                ) from None
+            lock.unlink(missing_ok=True)  # its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

@@ -52,6 +52,7 @@ from fashion_cnn.run_folder import (
     HISTORY_FILE,
     MODEL_FILE,
     STATE_FILE,
+    locked,
 )
 from fashion_cnn.sam import with_sam
 
@@ -271,8 +272,13 @@ def train(
 
 
 def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> Path:
-    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        return _train_locked(config, data, out, verbose, overwrite, callbacks, strategy)
+
+
+def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> Path:
+    distributed = strategy is not None and strategy.num_replicas_in_sync > 1
     _check_run_folder(out, config, overwrite)
     state_path = out / STATE_FILE
     if (
