@@ -93,7 +93,8 @@ def locked(run_dir: Path) -> Iterator[None]:
             if text.isdigit() and _alive(int(text)):
                 raise RunError(
                     f"Run folder {run_dir} is being trained by another process (id {text}). "
-                    f"To fix it: wait for that run to end, or use another --out folder."
+                    f"To fix it: wait for that run to end, or use another --out folder (if that "
+                    f"process is not a training, its id was reused: delete {lock})."
                 ) from None
             lock.unlink(missing_ok=True)  # its process is gone
             continue
