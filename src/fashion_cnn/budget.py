@@ -143,7 +143,8 @@ def fit_to_budget(
         ConfigError: `minutes` is not a positive number.
     """
     check_minutes(minutes)
-    from fashion_cnn.train import for_this_machine, saved_config
+    from fashion_cnn.run_folder import saved_config
+    from fashion_cnn.train import for_this_machine
 
     saved = saved_config(Path(run_dir)) if run_dir is not None else None
     if saved is not None:

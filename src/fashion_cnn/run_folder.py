@@ -1,4 +1,5 @@
-"""The files of a run folder, and the checks on them that need no TensorFlow.
+"""The files of a run folder, and the checks on them that need no TensorFlow: its model
+file, its saved config against a new one, and its lock while a process trains it.
 
 The commands call `model_path` before they import TensorFlow (~10 s), so that a mistyped
 run folder is reported at once.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fashion_cnn.config import TrainConfig, recipe_names
 from fashion_cnn.errors import RunError
+from fashion_cnn.io_utils import read_json
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -58,6 +62,57 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
             f"`fashion-cnn train` command to resume it."
         )
     return path
+
+
+def saved_config(out: Path) -> dict | None:
+    """The config a run folder was started with, as `TrainConfig.to_dict()` gives it (read
+    through the dataclass, so that keys added since, with their defaults, don't count);
+    None when the folder has none."""
+    saved = out / CONFIG_FILE
+    if not saved.exists():
+        return None
+    return TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
+
+
+def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
+    """Makes `out` ready to train `config`: nothing to do for a new folder; with `overwrite`,
+    removes an earlier run's files; otherwise the earlier run must have the same config.
+
+    Raises:
+        RunError: `out` was started with a different config (the message lists the keys).
+    """
+    saved = out / CONFIG_FILE
+    if not saved.exists():
+        return
+    if overwrite:
+        for name in (
+            CONFIG_FILE,
+            MODEL_FILE,
+            BEST_FILE,
+            HISTORY_FILE,
+            STATE_FILE,
+            CALIBRATION_FILE,
+        ):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+        return
+    previous, now = saved_config(out), config.to_dict()
+    if previous["recipe_version"] is None:  # started before recipes had versions
+        now["recipe_version"] = None
+    if previous != now:
+        diff = {k: (previous.get(k), v) for k, v in now.items() if previous.get(k) != v}
+        again = "repeat the original command"
+        if (
+            "recipe_version" in diff
+            and previous["recipe_version"] is not None
+            and previous["recipe"] in recipe_names()  # a shipped one, not e.g. "fast-tuned"
+        ):
+            again += f" (`--recipe {previous['recipe']}@{previous['recipe_version']}`)"
+        raise RunError(
+            f"Run folder {out} was started with a different config "
+            f"(saved vs now: {diff}). To fix it: use another --out folder, {again} to resume "
+            f"it, or pass --overwrite to start it again."
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -36,7 +36,7 @@ from fashion_cnn.batches import (
     without_autotune,
 )
 from fashion_cnn.calibrate import calibrate
-from fashion_cnn.config import TrainConfig, recipe_names, save_config
+from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
@@ -52,6 +52,7 @@ from fashion_cnn.run_folder import (
     HISTORY_FILE,
     MODEL_FILE,
     STATE_FILE,
+    check_run_folder,
     locked,
 )
 from fashion_cnn.sam import with_sam
@@ -130,16 +131,6 @@ class _Checkpointer(keras.callbacks.Callback):
             (self.out / previous).unlink(missing_ok=True)
 
 
-def saved_config(out: Path) -> dict | None:
-    """The config a run folder was started with, as `TrainConfig.to_dict()` gives it (read
-    through the dataclass, so that keys added since, with their defaults, don't count);
-    None when the folder has none."""
-    saved = out / CONFIG_FILE
-    if not saved.exists():
-        return None
-    return TrainConfig.from_dict(read_json(saved), source=str(saved)).to_dict()
-
-
 def for_this_machine(config: TrainConfig) -> TrainConfig:
     """`config` with `precision = "auto"` resolved for this machine: what `train` runs and
     records in the run folder's config.json.
@@ -148,41 +139,6 @@ def for_this_machine(config: TrainConfig) -> TrainConfig:
         ConfigError: `config` is invalid.
     """
     return config.replace(precision=resolve_precision(config.validate().precision))
-
-
-def _check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
-    saved = out / CONFIG_FILE
-    if not saved.exists():
-        return
-    if overwrite:
-        for name in (
-            CONFIG_FILE,
-            MODEL_FILE,
-            BEST_FILE,
-            HISTORY_FILE,
-            STATE_FILE,
-            CALIBRATION_FILE,
-        ):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
-        return
-    previous, now = saved_config(out), config.to_dict()
-    if previous["recipe_version"] is None:  # started before recipes had versions
-        now["recipe_version"] = None
-    if previous != now:
-        diff = {k: (previous.get(k), v) for k, v in now.items() if previous.get(k) != v}
-        again = "repeat the original command"
-        if (
-            "recipe_version" in diff
-            and previous["recipe_version"] is not None
-            and previous["recipe"] in recipe_names()  # a shipped one, not e.g. "fast-tuned"
-        ):
-            again += f" (`--recipe {previous['recipe']}@{previous['recipe_version']}`)"
-        raise RunError(
-            f"Run folder {out} was started with a different config "
-            f"(saved vs now: {diff}). To fix it: use another --out folder, {again} to resume "
-            f"it, or pass --overwrite to start it again."
-        )
 
 
 def is_chief(strategy) -> bool:
@@ -279,7 +235,7 @@ def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> 
 
 def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> Path:
     distributed = strategy is not None and strategy.num_replicas_in_sync > 1
-    _check_run_folder(out, config, overwrite)
+    check_run_folder(out, config, overwrite)
     state_path = out / STATE_FILE
     if (
         state_path.exists()

@@ -141,7 +141,8 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
     """A KerasTuner tuner whose trials are `train()` runs in `out/trials/ID`."""
     import keras_tuner as kt
 
-    from fashion_cnn.train import for_this_machine, saved_config, train
+    from fashion_cnn.run_folder import saved_config
+    from fashion_cnn.train import for_this_machine, train
 
     class TrainTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, data: Dataset):
