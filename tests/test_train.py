@@ -1,5 +1,6 @@
 import functools
 import json
+import os
 import shutil
 import zipfile
 
@@ -388,19 +389,34 @@ def test_a_run_folder_trains_in_one_process_at_a_time(synthetic_data, tmp_path):
     import subprocess
     import sys
 
-    from fashion_cnn.run_folder import LOCK_FILE
+    from fashion_cnn.run_folder import PID_FILE
 
     out = tmp_path / "run"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Another process holds the folder, as a training process does while it trains.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from fashion_cnn.run_folder import locked\n"
+            f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        (out / LOCK_FILE).write_text(str(other.pid))  # as a training process leaves it
-        with pytest.raises(RunError, match=rf"being trained by another process \(id {other.pid}\)"):
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"being trained by another process \(id {holder.pid}\)"
+        with pytest.raises(RunError, match=busy):
             train(CFG.replace(epochs=1), synthetic_data, out, verbose=0)
         assert not (out / "config.json").exists()  # nothing touched
     finally:
-        other.kill()
-        other.wait()
-    # A lock whose process is gone (killed) is taken over, and removed at the end.
+        holder.kill()  # as `kill -9` would: its lock ends with it
+        holder.wait()
     train(CFG.replace(epochs=1), synthetic_data, out, verbose=0)
-    assert (out / "model.keras").exists() and not (out / LOCK_FILE).exists()
+    assert (out / "model.keras").exists() and not (out / PID_FILE).exists()
+    # Within one process too (e.g. two threads), the second is refused while the first holds.
+    from fashion_cnn.run_folder import locked
+
+    with locked(out), pytest.raises(RunError, match=rf"\(id {os.getpid()}\)"):
+        train(CFG.replace(epochs=1), synthetic_data, out, verbose=0, overwrite=True)

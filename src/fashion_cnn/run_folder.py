@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import filelock
 
 from fashion_cnn.config import TrainConfig, recipe_names
 from fashion_cnn.errors import RunError
@@ -25,7 +26,8 @@ HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
 CKPT_DIR = "checkpoints"
-LOCK_FILE = ".lock"  # the training process's id, while one trains the folder
+LOCK_FILE = ".lock"  # locked by the process that trains the folder (`locked`)
+PID_FILE = ".lock.pid"  # that process's id, while it trains
 #: The Keras models of a finished run, by the name `--checkpoint` takes.
 CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
 
@@ -115,48 +117,35 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """Holds the run folder for one training process: two at once would overwrite each
-    other's checkpoints. A lock left by a process that no longer runs (killed) is taken over.
+    other's checkpoints.
+
+    The lock is the operating system's (`filelock`, i.e. `flock` or its Windows
+    equivalent) on the folder's `.lock` file, so it ends with its process, even one that
+    was killed: the next `train` resumes the folder without anything to clean up. The
+    holder's process id is written to `.lock.pid` for the error message.
 
     Raises:
         RunError: another running process holds the folder.
     """
-    lock = Path(run_dir) / LOCK_FILE
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            text = ""
-            for _ in range(10):  # its process may not have written its id yet
-                with contextlib.suppress(FileNotFoundError):
-                    text = lock.read_text().strip()
-                if text:
-                    break
-                time.sleep(0.05)
-            if text.isdigit() and _alive(int(text)):
-                raise RunError(
-                    f"Run folder {run_dir} is being trained by another process (id {text}). "
-                    f"To fix it: wait for that run to end, or use another --out folder (if that "
-                    f"process is not a training, its id was reused: delete {lock})."
-                ) from None
-            lock.unlink(missing_ok=True)  # its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
+    lock = filelock.FileLock(Path(run_dir) / LOCK_FILE, timeout=0)
+    pid_file = Path(run_dir) / PID_FILE
     try:
+        lock.acquire()
+    except filelock.Timeout:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = pid_file.read_text().strip()
+        who = f" (id {holder})" if holder.isdigit() else ""
+        raise RunError(
+            f"Run folder {run_dir} is being trained by another process{who}. To fix it: wait "
+            f"for that run to end, or use another --out folder."
+        ) from None
+    try:
+        pid_file.write_text(str(os.getpid()))
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        lock.release()
