@@ -8,6 +8,7 @@ run folder is reported at once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ import filelock
 from fashion_cnn.config import TrainConfig, recipe_names
 from fashion_cnn.errors import RunError
 from fashion_cnn.io_utils import read_json
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -127,6 +130,9 @@ def locked(run_dir: Path) -> Iterator[None]:
     was killed: the next `train` resumes the folder without anything to clean up. The
     holder's process id is written to `.lock.pid` for the error message.
 
+    Where the file system has no locks (filelock 3 without `flock`, e.g. some network
+    file systems), it warns and trains without one.
+
     Raises:
         RunError: another running process holds the folder.
     """
@@ -143,6 +149,14 @@ def locked(run_dir: Path) -> Iterator[None]:
             f"Run folder {run_dir} is being trained by another process{who}. To fix it: wait "
             f"for that run to end, or use another --out folder."
         ) from None
+    except NotImplementedError as e:  # filelock 3 on a file system without `flock`
+        log.warning(
+            "Run folder %s cannot be locked (%s): make sure no other process trains it.",
+            run_dir,
+            e,
+        )
+        yield
+        return
     try:
         pid_file.write_text(str(os.getpid()))
         yield
