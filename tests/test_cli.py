@@ -54,9 +54,19 @@ def test_bad_recipe_and_flag_values(capsys):
         (["serve", "no/such/run"], "Run folder no/such/run does not exist"),
         (["export", "no/such/run", "--format", "onnx"], "Run folder no/such/run does not exist"),
         (["robustness", "no/such/run"], "Run folder no/such/run does not exist"),
+        # Output folders where a file is ("afile"; "run" holds a model.keras)
+        (["train", "--out", "afile"], "Run folder afile is a file, not a folder"),
+        (["train", "--out", "afile/r"], "Run folder afile/r cannot be created: afile is a file"),
+        (["predict", "run", "a.png", "--show-input", "afile"], "pass --show-input a folder"),
+        (["predict", "run", "a.png", "--explain", "afile/x"], "pass --explain a folder"),
+        (["tune", "--out", "afile"], "Search folder afile is a file, not a folder"),
+        (["export", "run", "--format", "onnx", "--out", "afile"], "Export folder afile is a"),
     ],
 )
 def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_bytes(b"")
     code = (
         f"import sys; from fashion_cnn.cli import main; rc = main({argv!r}); "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules); sys.exit(rc)"

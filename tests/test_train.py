@@ -420,3 +420,12 @@ def test_a_run_folder_trains_in_one_process_at_a_time(synthetic_data, tmp_path):
 
     with locked(out), pytest.raises(RunError, match=rf"\(id {os.getpid()}\)"):
         train(CFG.replace(epochs=1), synthetic_data, out, verbose=0, overwrite=True)
+
+
+def test_a_file_where_the_run_folder_goes_is_refused(synthetic_data, tmp_path):
+    from fashion_cnn.errors import OutputError
+
+    (tmp_path / "taken").write_text("keep me")
+    with pytest.raises(OutputError, match=r"Run folder .*taken is a file, not a folder"):
+        train(CFG.replace(epochs=1), synthetic_data, tmp_path / "taken", verbose=0)
+    assert (tmp_path / "taken").read_text() == "keep me"

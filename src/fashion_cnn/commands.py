@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from fashion_cnn.errors import FashionCnnError
+from fashion_cnn.io_utils import check_folder
 from fashion_cnn.run_folder import model_path
 
 log = logging.getLogger("fashion_cnn")
@@ -102,7 +103,7 @@ def cmd_train(args) -> int:
             )
     config = _resolve_config(args)
     name = config.recipe if args.config else args.recipe  # fast@1 keeps its version
-    out = Path(args.out or f"runs/{name}-seed{config.seed}")
+    out = check_folder(args.out or f"runs/{name}-seed{config.seed}", "Run folder", "--out")
     strategy = _make_strategy(args)  # before any other TensorFlow work, as TF requires
     data = _load_data(args)
     from fashion_cnn.train import for_this_machine, train
@@ -152,6 +153,9 @@ def cmd_predict(args) -> int:
             f"received {args.threshold}"
         )
     model_path(args.run, args.checkpoint, must_exist=False)  # before TensorFlow loads
+    for folder, flag in ((args.show_input, "--show-input"), (args.explain, "--explain")):
+        if folder:
+            check_folder(folder, "Folder", flag)
     from fashion_cnn.engines import KerasEngine, load_engine
     from fashion_cnn.predict import predict_inputs, to_csv
     from fashion_cnn.runs import load_calibration, load_run_model
@@ -254,6 +258,8 @@ def cmd_serve(args) -> int:
 
 def cmd_export(args) -> int:
     model_path(args.run)  # before TensorFlow loads
+    if args.out:
+        check_folder(args.out, "Export folder", "--out")
     from fashion_cnn.export import export_run
 
     data = _load_data(args)
@@ -292,6 +298,7 @@ def cmd_tune(args) -> int:
     from fashion_cnn.tuning import TuneOptions, search
 
     space = load_space(_space_path(args.space))
+    check_folder(args.out, "Search folder", "--out")
     options = TuneOptions(
         tuner=args.tuner,
         max_trials=args.max_trials,

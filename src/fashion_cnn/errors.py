@@ -15,3 +15,7 @@ class ConfigError(FashionCnnError):
 
 class RunError(FashionCnnError):
     """A run folder is missing, incomplete, or belongs to a different config."""
+
+
+class OutputError(FashionCnnError):
+    """A folder to write into (`--out`, `--show-input`, ...) cannot be created there."""

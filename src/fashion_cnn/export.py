@@ -24,7 +24,7 @@ import numpy as np
 from fashion_cnn.data import CLASS_NAMES, FILES, Dataset
 from fashion_cnn.engines import CARD_FILE, LITERT_FILE, ONNX_FILE, export_dir, open_artifact
 from fashion_cnn.errors import FashionCnnError
-from fashion_cnn.io_utils import read_json, write_json
+from fashion_cnn.io_utils import check_folder, make_folder, read_json, write_json
 from fashion_cnn.parity import PARITY, check_parity
 from fashion_cnn.quantize import LITERT_INT8, quantize_onnx
 
@@ -270,7 +270,7 @@ def export_run(
         )
     run = Path(run_dir)
     name = engine_name(fmt, quantize)
-    out = Path(out) if out else export_dir(run, name)
+    out = check_folder(out or export_dir(run, name), "Export folder", "--out")
     if out.exists() and not overwrite:
         raise ExportError(f"Export folder {out} already exists. Pass --overwrite to replace it.")
 
@@ -279,7 +279,7 @@ def export_run(
     calibration = np.asarray(data.x_train[:CALIBRATION_IMAGES], np.float32).reshape(-1, 28, 28, 1)
     reference = predict_proba(model, x_test)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, "Folder", "--out")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         try:

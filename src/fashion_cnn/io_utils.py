@@ -1,4 +1,5 @@
-"""Atomic file writes: an artifact is either the old complete file or the new complete file."""
+"""Atomic file writes (an artifact is either the old complete file or the new complete
+file), and the folders they go into."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from fashion_cnn.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -53,3 +56,62 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def read_json(path: str | os.PathLike):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
+    """`path` where a folder is, or can be created: nothing is created.
+
+    Checked before the slow work (loading TensorFlow and the data) so that a mistyped
+    output path is reported at once.
+
+    Args:
+        path: the folder.
+        what: what it is, for the message (e.g. "Run folder").
+        flag: the option that names it, for the fix (e.g. "--out").
+
+    Returns:
+        `path` as a Path.
+
+    Raises:
+        OutputError: `path`, or the nearest of its parents that exists, is not a folder or
+            is not writable.
+    """
+    path = Path(path)
+    fix = f"To fix it: pass {flag} a folder you can write to."
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder. {fix}")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{what} {path} cannot be created: {parent} is a file. {fix}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        if parent == path:
+            raise OutputError(f"{what} {path} is not writable. {fix}")
+        raise OutputError(f"{what} {path} cannot be created: {parent} is not writable. {fix}")
+    return path
+
+
+def make_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
+    """Creates folder `path` and its parents, unless it exists.
+
+    Args:
+        path: the folder.
+        what: what it is, for the message (e.g. "Run folder").
+        flag: the option that names it, for the fix (e.g. "--out").
+
+    Returns:
+        `path` as a Path.
+
+    Raises:
+        OutputError: it cannot be created (see `check_folder`; or the system refused).
+    """
+    path = check_folder(path, what, flag)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(
+            f"{what} {path} cannot be created: {e.strerror}. "
+            f"To fix it: pass {flag} a folder you can write to."
+        ) from None
+    return path

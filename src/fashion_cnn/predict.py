@@ -20,6 +20,7 @@ from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.images import ImageError, load_image
+from fashion_cnn.io_utils import make_folder
 
 IMAGE_SUFFIXES = {
     ".png",
@@ -110,9 +111,9 @@ def predict_inputs(
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), unit="img", file=sys.stderr)
-    for folder in (show_input, explain):
+    for folder, flag in ((show_input, "--show-input"), (explain, "--explain")):
         if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            make_folder(folder, "Folder", flag)
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         batch, where, names = [], [], []

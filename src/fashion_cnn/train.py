@@ -41,7 +41,7 @@ from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.hardware import agreed_precision, resolve_precision
-from fashion_cnn.io_utils import atomic_path, read_json, write_json
+from fashion_cnn.io_utils import atomic_path, make_folder, read_json, write_json
 from fashion_cnn.models import build_model, portable
 from fashion_cnn.optim import make_optimizer
 from fashion_cnn.run_folder import (
@@ -228,7 +228,7 @@ def train(
 
 
 def _train(config, data, out: Path, verbose, overwrite, callbacks, strategy) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "Run folder", "--out")
     with locked(out):
         return _train_locked(config, data, out, verbose, overwrite, callbacks, strategy)
 
