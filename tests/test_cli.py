@@ -61,6 +61,7 @@ def test_bad_recipe_and_flag_values(capsys):
         (["predict", "run", "a.png", "--explain", "afile/x"], "pass --explain a folder"),
         (["tune", "--out", "afile"], "Search folder afile is a file, not a folder"),
         (["export", "run", "--format", "onnx", "--out", "afile"], "Export folder afile is a"),
+        (["serve", "run", "--port", "99999"], "Invalid value for `--port`"),
     ],
 )
 def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
@@ -76,6 +77,20 @@ def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert done.stdout.split() == ["False", "False"], done.stdout
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path, capsys):
+    import socket
+
+    (tmp_path / "model.keras").write_bytes(b"")  # not loaded: the port is checked first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: Cannot listen on 127.0.0.1:{port}: " in err
+    assert "To fix it: pass another --port" in err and "Traceback" not in err
 
 
 def test_missing_run_folder(tmp_path, capsys):

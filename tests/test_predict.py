@@ -47,6 +47,16 @@ def test_folders_are_searched_recursively(tmp_path):
     assert [f.split("/")[-1] for f in found] == ["deep.png", "top.JPG"]
 
 
+def test_a_folder_without_images_gets_an_error(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    fmnist_like(30).save(tmp_path / "one.png")
+    res = predict_inputs(FakeModel(), [tmp_path / "empty", tmp_path / "one.png"])
+    assert res[0]["file"] == str(tmp_path / "empty")
+    assert "a folder without image files" in res[0]["error"] and ".png" in res[0]["error"]
+    assert res[1]["label"] == "Trouser"
+
+
 def test_stdin(monkeypatch):
     buf = io.BytesIO()
     fmnist_like(220).save(buf, "PNG")

@@ -216,12 +216,32 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Raises FashionCnnError unless a server can listen on `host`:`port` now (checked
+    before the model loads; uvicorn still reports a port taken in between)."""
+    if not 1 <= port <= 65535:
+        raise FashionCnnError(
+            f"Invalid value for `--port`: expected an integer in [1, 65535], received {port}"
+        )
+    import socket
+
+    fix = "To fix it: pass another --port (or --host), or stop the program that uses it."
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind(address)
+    except OSError as e:
+        raise FashionCnnError(f"Cannot listen on {host}:{port}: {e.strerror or e}. {fix}") from None
+
+
 def cmd_serve(args) -> int:
     if args.workers < 1:
         raise FashionCnnError(
             f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
         )
     model_path(args.run)  # before TensorFlow loads
+    _check_listen(args.host, args.port)
     import uvicorn
 
     from fashion_cnn.engines import default_engine, load_engine

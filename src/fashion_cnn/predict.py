@@ -53,15 +53,19 @@ def top_k(probs: np.ndarray, k: int, class_names: Sequence[str] = CLASS_NAMES) -
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
     """Files as given, folders as their image files (recursively, sorted), `-` as stdin.
 
-    A folder's non-image files (by suffix) are skipped; a path that does not exist is
-    passed on, so that it gets its own error.
+    A folder's non-image files (by suffix) are skipped; a path that does not exist, and a
+    folder without any image file, are passed on, so that they get their own error.
     """
     for item in inputs:
         item = str(item)
         if item != STDIN and Path(item).is_dir():
+            found = False
             for p in sorted(Path(item).rglob("*")):
                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    found = True
                     yield str(p)
+            if not found:
+                yield item
         else:
             yield item
 
@@ -70,6 +74,11 @@ def _load(item: str) -> np.ndarray:
     if item == STDIN:
         data = sys.stdin.buffer.read()
         return load_image(io.BytesIO(data), name="<stdin>")
+    if Path(item).is_dir():  # `expand_inputs` passes on a folder only when it has no images
+        raise ImageError(
+            f"{item}: a folder without image files (searched for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}, in subfolders too)"
+        )
     return load_image(item)
 
 
