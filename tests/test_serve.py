@@ -106,9 +106,15 @@ def test_request_limits(client):
     )
     assert r.status_code == 413
     r = client.post("/api/predict")
-    assert r.status_code == 422 and "error" in r.json()
+    assert r.status_code == 422
+    assert r.json()["error"].startswith("Missing `files` (send one or more images as the ")
     r = post(client, ("a.png", png()), top_k=99)
     assert r.status_code == 422
+    assert r.json()["error"] == (
+        "Invalid value for `top_k`: Input should be less than or equal to 10"
+    )
+    r = client.post("/api/predict", data={"files": "not a file"})
+    assert r.status_code == 422 and r.json()["error"].startswith("Invalid value for `files`")
 
 
 def test_request_over_the_limit_without_content_length_is_refused(client):

@@ -32,6 +32,26 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+#: How to send images, for the messages about a missing or malformed `files` field.
+FILES_HINT = "send one or more images as the multipart/form-data field `files`"
+
+
+def validation_message(errors: list[dict]) -> str:
+    """FastAPI's (pydantic's) validation errors -> one message naming the parameter.
+
+    E.g. "Invalid value for `top_k`: Input should be less than or equal to 10".
+    """
+    if not errors:
+        return "Invalid request"
+    error = errors[0]
+    where = [p for p in error.get("loc", ()) if isinstance(p, str)]
+    name = where[-1] if len(where) > 1 else "request"  # loc: ("query", "top_k"), ...
+    hint = f" ({FILES_HINT})" if name == "files" else ""
+    if error.get("type") == "missing":
+        return f"Missing `{name}`{hint}"
+    return f"Invalid value for `{name}`: {error.get('msg', 'bad input')}{hint}"
+
+
 class RequestSizeLimit:
     """Pure ASGI middleware that refuses a request body over `max_bytes` with a JSON 413:
     at once when its Content-Length says so, or as soon as a body sent without one
@@ -164,7 +184,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        return _error(422, f"Invalid request: {exc.errors()[0].get('msg', 'bad input')}")
+        return _error(422, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # 404, 405, 413...
