@@ -25,6 +25,15 @@ def test_help_and_usage_errors(capsys):
     assert e.value.code == 2
 
 
+def test_version_matches_the_package_metadata(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fashion-cnn {version('fashion-cnn')}"
+
+
 def test_data_command_bad_dir_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"junk")
     assert main(["data", "--data-dir", str(tmp_path), "--no-download"]) == 2

@@ -14,6 +14,7 @@ from fashion_cnn.config import TrainConfig
 from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.io_utils import read_json
+from fashion_cnn.run_folder import LOCK_FILE, locked
 from fashion_cnn.runs import evaluate_run, load_run_model
 from fashion_cnn.train import epoch_batches, train
 
@@ -67,7 +68,11 @@ def reference_run(tmp_path_factory, synthetic_data):
 def test_run_folder_contents(reference_run):
     names = {p.name for p in reference_run.iterdir()}
     assert {"config.json", "model.keras", "best.keras", "history.json", "state.json"} <= names
-    assert not any(n.startswith(".") for n in names)  # no temp files left behind
+    # No temporary files left behind; the lock file stays (filelock keeps it, so that
+    # processes racing for the lock share one file), unlocked.
+    assert not any(n.startswith(".") for n in names - {LOCK_FILE})
+    with locked(reference_run):  # free
+        pass
     assert read_json(reference_run / "config.json") == CFG.to_dict()
     history = read_json(reference_run / "history.json")
     assert len(history["loss"]) == len(history["val_accuracy"]) == 3
@@ -416,8 +421,6 @@ def test_a_run_folder_trains_in_one_process_at_a_time(synthetic_data, tmp_path):
     train(CFG.replace(epochs=1), synthetic_data, out, verbose=0)
     assert (out / "model.keras").exists() and not (out / PID_FILE).exists()
     # Within one process too (e.g. two threads), the second is refused while the first holds.
-    from fashion_cnn.run_folder import locked
-
     with locked(out), pytest.raises(RunError, match=rf"\(id {os.getpid()}\)"):
         train(CFG.replace(epochs=1), synthetic_data, out, verbose=0, overwrite=True)
 

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fashion_cnn import commands
+from fashion_cnn import __version__, commands
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.hardware import prefer_onednn
 from fashion_cnn.tta import TTA_VIEWS
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and use a Keras CNN for Fashion-MNIST clothing images.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"fashion-cnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("data", help="find and verify the dataset, and say where it is")
