@@ -155,6 +155,8 @@ def locked(run_dir: Path) -> Iterator[None]:
             run_dir,
             e,
         )
+        lock = None
+    if lock is None:
         yield
         return
     try:
