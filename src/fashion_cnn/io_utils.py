@@ -93,15 +93,8 @@ def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
 
 
 def make_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
-    """Creates folder `path` and its parents, unless it exists.
-
-    Args:
-        path: the folder.
-        what: what it is, for the message (e.g. "Run folder").
-        flag: the option that names it, for the fix (e.g. "--out").
-
-    Returns:
-        `path` as a Path.
+    """Creates folder `path` and its parents, unless it exists. Arguments and return value
+    as `check_folder`'s.
 
     Raises:
         OutputError: it cannot be created (see `check_folder`; or the system refused).
