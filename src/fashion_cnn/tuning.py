@@ -19,7 +19,7 @@ from pathlib import Path
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import ConfigError, RunError
-from fashion_cnn.io_utils import check_folder, make_folder, read_json, write_json, write_text
+from fashion_cnn.io_utils import make_folder, read_json, write_json, write_text
 from fashion_cnn.tune_space import SearchSpace, base_config, declare
 
 log = logging.getLogger(__name__)
@@ -240,9 +240,8 @@ def search(
     is_worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
     if is_worker:  # a worker must never wipe the (possibly shared) search folder
         options = dataclasses.replace(options, overwrite=False)
-    check_folder(out, "Search folder", "--out")
+    make_folder(out, "Search folder", "--out")  # before `_check_out` looks inside it
     used = 0.0 if is_worker else _check_out(out, space, options)
-    make_folder(out, "Search folder", "--out")
     if not is_worker:
         write_json(out / SPACE_FILE, {"digest": space.digest(), "space": space.to_dict()})
     start = time.monotonic()
