@@ -71,6 +71,10 @@ def test_bad_recipe_and_flag_values(capsys):
         (["tune", "--out", "afile"], "Search folder afile is a file, not a folder"),
         (["export", "run", "--format", "onnx", "--out", "afile"], "Export folder afile is a"),
         (["serve", "run", "--port", "99999"], "Invalid value for `--port`"),
+        # Seeds NumPy cannot take (it seeds with 32 bits)
+        (["train", "--seed", str(2**32)], "Invalid value for `seed`: expected an integer in"),
+        (["tune", "--seed", "-1"], "Invalid value for `--seed`: expected an integer in"),
+        (["robustness", "run", "--seed", "-1"], "Invalid value for `--seed`: expected an"),
     ],
 )
 def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
@@ -106,7 +110,15 @@ def test_missing_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "x.png"]) == 2
-    assert "has no model.keras" in capsys.readouterr().err
+    assert f"{tmp_path} is not a run folder: it has neither config.json nor model.keras" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "has no model.keras: training has not finished" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["export", str(tmp_path / "afile"), "--format", "onnx"]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err
 
 
 @pytest.mark.realdata

@@ -108,6 +108,9 @@ def test_unknown_recipe_name_with_a_version_is_refused():
         ("low_res", 32, "a multiple of 4 in [8, 28]"),
         ("low_res_until", 1.0, "a share of the epochs in (0, 1)"),
         ("low_res_until", 0, "a share of the epochs in (0, 1)"),
+        ("seed", -1, "an integer in [0, 4294967295]"),
+        ("seed", 2**32, "an integer in [0, 4294967295]"),
+        ("seed", 1.0, "an integer in [0, 4294967295]"),
     ],
 )
 def test_invalid_values_are_named(field, value, expected):
@@ -116,6 +119,13 @@ def test_invalid_values_are_named(field, value, expected):
     assert f"Invalid value for `{field}`" in str(e.value)
     assert expected in str(e.value)
     assert repr(value) in str(e.value)
+
+
+def test_the_largest_seed_trains_reproducibly():
+    import keras
+
+    assert TrainConfig().replace(seed=2**32 - 1).seed == 2**32 - 1
+    keras.utils.set_random_seed(2**32 - 1)  # what train() does with it
 
 
 def test_progressive_resizing_is_refused_for_models_that_take_only_28x28():
@@ -153,6 +163,18 @@ def test_bad_config_files(tmp_path):
     (tmp_path / "neg.json").write_text(json.dumps({"epochs": -3}))
     with pytest.raises(ConfigError, match=r"`epochs`.*neg.json"):
         load_config(tmp_path / "neg.json")
+    (tmp_path / "latin1.toml").write_bytes("model = 'café'".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.toml: it is not UTF-8 text"):
+        load_config(tmp_path / "latin1.toml")
+    (tmp_path / "c.yaml").write_text("epochs = 3")
+    with pytest.raises(ConfigError, match=r"expected a .toml or .json file, received .yaml"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "list.JSON").write_text("[3]")
+    with pytest.raises(ConfigError, match=r"list.JSON must hold a table of keys, got list"):
+        load_config(tmp_path / "list.JSON")
+    (tmp_path / "bad.JSON").write_text("{")
+    with pytest.raises(ConfigError, match=r"bad.JSON is not valid JSON"):
+        load_config(tmp_path / "bad.JSON")
 
 
 def test_to_toml_round_trips_through_load_config(tmp_path):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from fashion_cnn.errors import ConfigError
 from fashion_cnn.images import looks_like_fashion_mnist
 from fashion_cnn.robustness import SHIFTS, evaluate_robustness, render_shift
 
@@ -29,6 +30,8 @@ def test_rendering_is_seeded():
     a = render_shift("noisy", np.stack([garment()] * 2), seed=1)
     b = render_shift("noisy", np.stack([garment()] * 2), seed=1)
     np.testing.assert_array_equal(a, b)
+    with pytest.raises(ConfigError, match=r"`seed`: expected an integer in \[0, 4294967295\]"):
+        render_shift("noisy", np.stack([garment()]), seed=-1)
 
 
 def test_evaluate_robustness_reports_every_shift():

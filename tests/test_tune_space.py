@@ -50,11 +50,29 @@ def test_shipped_default_space_loads():
         ("[fixed]\nepochs = 0\n[hyperparameters]\nwidth = { choice = [1] }", "`epochs`"),
         ("recipe = 'seed'", "no [hyperparameters]"),
         ("[hyperparameter]\nx = 1", "Unknown key(s) ['hyperparameter']"),
+        ("fixed = 3\n[hyperparameters]\nwidth = { choice = [1] }", "`fixed` in"),
+        ("hyperparameters = [1]", "`hyperparameters` in"),
+        ("recipe = 3\n[hyperparameters]\nwidth = { choice = [1] }", "`recipe` in"),
+        ("[fixed\n", "Search space"),
     ],
 )
 def test_bad_space_files_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_space(write_space(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("space.json", b"[]", "must hold a table of keys, got list"),
+        ("space.toml", b"\xff\xfe", "it is not UTF-8 text"),
+        ("space.yaml", b"recipe: fast", "expected a .toml or .json file, received .yaml"),
+    ],
+)
+def test_space_files_that_are_no_table(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_space(tmp_path / name)
 
 
 def test_defaults_are_the_base_recipe_when_in_range(tmp_path):

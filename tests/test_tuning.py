@@ -22,6 +22,8 @@ def test_bad_options():
         TuneOptions(tuner="grid").validate()
     with pytest.raises(ConfigError, match="`--max-trials`"):
         TuneOptions(max_trials=0).validate()
+    with pytest.raises(ConfigError, match=r"`--seed`: expected an integer in \[0, 4294967295\]"):
+        TuneOptions(seed=2**32).validate()
 
 
 def test_local_search_resume_and_changed_space(real_data, tmp_path):

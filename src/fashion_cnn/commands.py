@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from fashion_cnn.config import check_seed
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import check_folder
 from fashion_cnn.run_folder import model_path
@@ -203,6 +204,7 @@ def cmd_robustness(args) -> int:
         raise FashionCnnError(
             f"Invalid value for `--limit`: expected an integer >= 1, received {args.limit}"
         )
+    check_seed(args.seed, "--seed")
     model_path(args.run)  # before TensorFlow loads
     from fashion_cnn.runs import robustness_run
 

@@ -33,6 +33,27 @@ PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 # load TensorFlow (~10 s); tests/test_models.py keeps the two equal.
 MODEL_NAMES = ("seed", "convnet", "resconv", "convnet4")
 FIXED_SIZE = ("seed",)  # models that take only 28x28 images (a Flatten before a Dense layer)
+# The largest seed: `keras.utils.set_random_seed` seeds NumPy's legacy generator, which
+# takes 32 bits.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Returns `value` if it is a valid seed: an integer in [0, MAX_SEED].
+
+    Args:
+        value: the seed to check.
+        name: what to call it in the error, e.g. `--seed`.
+
+    Raises:
+        ConfigError: naming `name`, the range and the value received.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(
+            f"Invalid value for `{name}`: expected an integer in [0, {MAX_SEED}], "
+            f"received {value!r}"
+        )
+    return value
 
 
 @dataclasses.dataclass
@@ -170,8 +191,7 @@ class TrainConfig:
             raise bad("val_fraction", "a float in [0, 1)")
         if not is_int(self.split_seed) or self.split_seed < 0:
             raise bad("split_seed", "an integer >= 0")
-        if not is_int(self.seed) or self.seed < 0:
-            raise bad("seed", "an integer >= 0")
+        check_seed(self.seed)
         if self.precision not in PRECISIONS:
             raise bad("precision", f"one of {list(PRECISIONS)}")
         if not isinstance(self.jit_compile, bool):
@@ -319,30 +339,49 @@ def load_recipe(name: str) -> TrainConfig:
     return config
 
 
+def read_table(path: Path, what: str) -> dict[str, Any]:
+    """The table of keys in a `.toml` or `.json` file.
+
+    Args:
+        path: the file.
+        what: what to call it in errors, e.g. "config file".
+
+    Raises:
+        ConfigError: another suffix, an unreadable file, text that is not UTF-8, bad
+            syntax, or a file that holds something other than a table.
+    """
+    kind = {".toml": "TOML", ".json": "JSON"}.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"Cannot read {what} {path}: expected a .toml or .json file, "
+            f"received {path.suffix or 'no suffix'}"
+        )
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Cannot read {what} {path}: it is not UTF-8 text ({e.reason})") from None
+    try:
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{what.capitalize()} {path} is not valid {kind}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{what.capitalize()} {path} must hold a table of keys, got {type(values).__name__}"
+        )
+    return values
+
+
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Loads a config file (`.toml` or `.json`, e.g. a run's `config.json`).
 
     Raises:
-        ConfigError: unreadable file, bad syntax, unknown key or invalid value.
+        ConfigError: another suffix, unreadable file, bad syntax, unknown key or invalid
+            value.
     """
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            values = json.loads(text)
-        else:
-            values = tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(
-            f"Config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}"
-        ) from None
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"Config file {path} must hold a table of keys, got {type(values).__name__}"
-        )
+    values = read_table(path, "config file")
     return TrainConfig.from_dict(values, source=str(path))
 
 

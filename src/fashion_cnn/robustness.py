@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from fashion_cnn.config import check_seed
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.images import preprocess
 
@@ -119,8 +120,11 @@ def render_shift(name: str, images: np.ndarray, seed: int = 0) -> np.ndarray:
 
     Returns:
         (N, 28, 28, 1) uint8: what the model sees for each rendered photo.
+
+    Raises:
+        ConfigError: if `seed` is not an integer in [0, 2**32 - 1].
     """
-    rng = np.random.default_rng([seed, list(SHIFTS).index(name)])
+    rng = np.random.default_rng([check_seed(seed), list(SHIFTS).index(name)])
     render = SHIFTS[name]
     return np.stack([preprocess(render(x, rng)) for x in images])[..., None]
 

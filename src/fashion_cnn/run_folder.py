@@ -47,8 +47,8 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
         The path of the model file.
 
     Raises:
-        RunError: `checkpoint` is unknown, the folder does not exist, or (with `must_exist`)
-            the model file is missing.
+        RunError: `checkpoint` is unknown, the folder does not exist or is a file, or (with
+            `must_exist`) the model file is missing.
     """
     run = Path(run_dir)
     if checkpoint not in CHECKPOINTS:
@@ -57,9 +57,19 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
             f"received {checkpoint!r}"
         )
     path = run / CHECKPOINTS[checkpoint]
+    if run.exists() and not run.is_dir():
+        raise RunError(
+            f"Run folder {run} is a file, not a folder. Pass the folder that "
+            "`fashion-cnn train --out` wrote."
+        )
     if not run.is_dir():
         raise RunError(
             f"Run folder {run} does not exist. Train one with `fashion-cnn train --out {run}`."
+        )
+    if must_exist and not path.is_file() and not (run / CONFIG_FILE).is_file():
+        raise RunError(
+            f"{run} is not a run folder: it has neither {CONFIG_FILE} nor {path.name}. Pass "
+            "the folder that `fashion-cnn train --out` wrote."
         )
     if must_exist and not path.is_file():
         raise RunError(

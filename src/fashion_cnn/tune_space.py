@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashion_cnn.config import TrainConfig, load_recipe, tomllib
+from fashion_cnn.config import TrainConfig, load_recipe, read_table
 from fashion_cnn.errors import ConfigError
 
 
@@ -95,20 +95,26 @@ def load_space(path: str | os.PathLike) -> SearchSpace:
     """Reads and checks a search-space file.
 
     Raises:
-        ConfigError: unreadable file, unknown key, or a malformed range.
+        ConfigError: not a .toml or .json file, unreadable file, unknown key, or a
+            malformed range.
     """
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-        values = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except OSError as e:
-        raise ConfigError(f"Cannot read search space {path}: {e.strerror}") from None
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"Search space {path} is not valid TOML/JSON: {e}") from None
+    values = read_table(path, "search space")
     unknown = sorted(set(values) - {"recipe", "fixed", "hyperparameters"})
     if unknown:
         raise ConfigError(
             f"Unknown key(s) {unknown} in {path}; expected recipe, [fixed], [hyperparameters]"
+        )
+    for key in ("fixed", "hyperparameters"):
+        if not isinstance(values.get(key, {}), dict):
+            raise ConfigError(
+                f"Invalid value for `{key}` in {path}: expected a table ([{key}] followed by "
+                f"`key = value` lines), received {values[key]!r}"
+            )
+    if not isinstance(values.get("recipe", ""), str):
+        raise ConfigError(
+            f'Invalid value for `recipe` in {path}: expected a recipe name such as "fast", '
+            f"received {values['recipe']!r}"
         )
     space = SearchSpace(
         recipe=values.get("recipe", "fast"),

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fashion_cnn.config import TrainConfig
+from fashion_cnn.config import TrainConfig, check_seed
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import make_folder, read_json, write_json, write_text
@@ -60,6 +60,7 @@ class TuneOptions:
                 f"Invalid value for `--budget-minutes`: expected a number > 0, "
                 f"received {self.budget_minutes!r}"
             )
+        check_seed(self.seed, "--seed")
         return self
 
 
