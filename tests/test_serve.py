@@ -114,7 +114,10 @@ def test_request_limits(client):
         "Invalid value for `top_k`: Input should be less than or equal to 10"
     )
     r = client.post("/api/predict", data={"files": "not a file"})
-    assert r.status_code == 422 and r.json()["error"].startswith("Invalid value for `files`")
+    assert r.status_code == 422
+    assert r.json()["error"].startswith(
+        "Invalid value for `files`: expected files, received a text field (send one or more"
+    )
 
 
 def test_request_over_the_limit_without_content_length_is_refused(client):

@@ -49,6 +49,8 @@ def validation_message(errors: list[dict]) -> str:
     hint = f" ({FILES_HINT})" if name == "files" else ""
     if error.get("type") == "missing":
         return f"Missing `{name}`{hint}"
+    if name == "files":  # pydantic's text here: "Expected UploadFile, received: <class 'str'>"
+        return f"Invalid value for `files`: expected files, received a text field{hint}"
     return f"Invalid value for `{name}`: {error.get('msg', 'bad input')}{hint}"
 
 
