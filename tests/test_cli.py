@@ -70,6 +70,8 @@ def test_bad_recipe_and_flag_values(capsys):
         (["predict", "run", "a.png", "--explain", "afile/x"], "pass --explain a folder"),
         (["tune", "--out", "afile"], "Search folder afile is a file, not a folder"),
         (["export", "run", "--format", "onnx", "--out", "afile"], "Export folder afile is a"),
+        (["export", "run", "--format", "onnx", "--out", "run", "--overwrite"], "would replace"),
+        (["export", "run", "--format", "onnx", "--out", "."], "which is inside it"),
         (["serve", "run", "--port", "99999"], "Invalid value for `--port`"),
         # Seeds NumPy cannot take (it seeds with 32 bits)
         (["train", "--seed", str(2**32)], "Invalid value for `seed`: expected an integer in"),

@@ -9,6 +9,7 @@ from fashion_cnn import export as export_mod
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import CLASS_NAMES, FILES
 from fashion_cnn.engines import load_engine
+from fashion_cnn.errors import OutputError
 from fashion_cnn.export import ExportError, export_run
 from fashion_cnn.models import float32_clone
 from fashion_cnn.runs import load_run_model
@@ -133,11 +134,28 @@ def test_existing_export_needs_overwrite(run, synthetic_data, tmp_path):
     out = tmp_path / "e"
     export_run(run, synthetic_data, "litert", out=out)
     first = (out / "card.json").read_text()
-    with pytest.raises(ExportError, match="already exists. Pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists. Pass --overwrite"):
         export_run(run, synthetic_data, "litert", out=out)
     export_run(run, synthetic_data, "litert", out=out, overwrite=True)
     assert (out / "card.json").read_text() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
+
+
+def test_overwrite_replaces_only_an_earlier_export(run, synthetic_data, tmp_path):
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(OutputError, match="would replace the run folder"):
+        export_run(run, synthetic_data, "litert", out=run, overwrite=True)
+    with pytest.raises(OutputError, match="would replace the run folder .*, which is inside"):
+        export_run(run, synthetic_data, "litert", out=run / "..", overwrite=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="holds files but no export"):
+        export_run(run, synthetic_data, "litert", out=tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in run.iterdir()) == before
+    (tmp_path / "empty").mkdir()
+    export_run(run, synthetic_data, "litert", out=tmp_path / "empty", overwrite=True)
+    assert (tmp_path / "empty" / "card.json").is_file()
 
 
 @pytest.mark.parametrize(

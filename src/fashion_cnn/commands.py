@@ -282,6 +282,9 @@ def cmd_export(args) -> int:
     model_path(args.run)  # before TensorFlow loads
     if args.out:
         check_folder(args.out, "Export folder", "--out")
+        from fashion_cnn.engines import check_export_folder
+
+        check_export_folder(args.out, args.run, args.overwrite)
     from fashion_cnn.export import export_run
 
     data = _load_data(args)

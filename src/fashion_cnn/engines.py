@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_cnn.errors import RunError
+from fashion_cnn.errors import OutputError, RunError
 from fashion_cnn.io_utils import read_json
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,38 @@ def _family(name: str) -> str:
 def export_dir(run_dir: str | Path, name: str) -> Path:
     """Where `fashion-cnn export` puts a run's export for engine `name` by default."""
     return Path(run_dir) / EXPORTS_DIR / name
+
+
+def check_export_folder(out: str | Path, run_dir: str | Path, overwrite: bool) -> None:
+    """Refuses an export folder that would replace anything but an earlier export.
+
+    Args:
+        out: the export folder asked for.
+        run_dir: the run folder being exported.
+        overwrite: whether an earlier export in `out` may be replaced.
+
+    Raises:
+        OutputError: `out` is the run folder or a folder above it; or it exists and
+            `overwrite` is off; or it holds files but no export (no card.json), which
+            `overwrite` would delete.
+    """
+    out, run = Path(out), Path(run_dir)
+    if out.resolve() == run.resolve() or out.resolve() in run.resolve().parents:
+        raise OutputError(
+            f"Export folder {out} would replace the run folder {run}"
+            + ("" if out.resolve() == run.resolve() else ", which is inside it")
+            + f". To fix it: pass --out a folder outside the run, or leave it out for "
+            f"{run / EXPORTS_DIR}/FORMAT."
+        )
+    if not out.exists():
+        return
+    if not overwrite:
+        raise OutputError(f"Export folder {out} already exists. Pass --overwrite to replace it.")
+    if not (out / CARD_FILE).is_file() and any(out.iterdir()):
+        raise OutputError(
+            f"Export folder {out} holds files but no export (no {CARD_FILE}), and --overwrite "
+            "replaces only an earlier export. To fix it: pass --out a new or empty folder."
+        )
 
 
 def runtime_installed(name: str) -> bool:

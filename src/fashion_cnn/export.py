@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from fashion_cnn.data import CLASS_NAMES, FILES, Dataset
-from fashion_cnn.engines import CARD_FILE, LITERT_FILE, ONNX_FILE, export_dir, open_artifact
+from fashion_cnn.engines import (
+    CARD_FILE,
+    LITERT_FILE,
+    ONNX_FILE,
+    check_export_folder,
+    export_dir,
+    open_artifact,
+)
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import check_folder, make_folder, read_json, write_json
 from fashion_cnn.parity import PARITY, check_parity
@@ -241,7 +248,7 @@ def export_run(
         fmt: "savedmodel", "onnx" or "litert".
         out: the export folder (default: `RUN/exports/FORMAT[-int8]`).
         quantize: None, or "int8" (onnx and litert only).
-        overwrite: replace an existing export folder.
+        overwrite: replace an earlier export in `out`.
 
     Returns:
         The model card (also written as `card.json`, with the parity figures), plus
@@ -250,6 +257,8 @@ def export_run(
     Raises:
         ExportError: bad arguments, a failed conversion, or a failed parity check (then
             nothing is written).
+        OutputError: `out` cannot be written, exists without `overwrite`, is the run
+            folder or above it, or holds something other than an export.
     """
     from fashion_cnn.evaluate import predict_proba
     from fashion_cnn.models import float32_clone
@@ -271,8 +280,7 @@ def export_run(
     run = Path(run_dir)
     name = engine_name(fmt, quantize)
     out = check_folder(out or export_dir(run, name), "Export folder", "--out")
-    if out.exists() and not overwrite:
-        raise ExportError(f"Export folder {out} already exists. Pass --overwrite to replace it.")
+    check_export_folder(out, run, overwrite)
 
     model = float32_clone(load_run_model(run, precision="trained"))
     x_test = np.asarray(data.x_test, np.float32).reshape(-1, 28, 28, 1)
