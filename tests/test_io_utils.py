@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from fashion_cnn import io_utils
-from fashion_cnn.errors import OutputError
+from fashion_cnn.errors import DamagedFileError, OutputError
 from fashion_cnn.io_utils import check_folder, make_folder, read_json, write_json
 
 
@@ -14,6 +14,23 @@ def test_write_json_replaces_the_file_whole(tmp_path):
     write_json(path, {"b": 2})
     assert read_json(path) == {"b": 2}
     assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"{", "it is not valid JSON (Expecting property name"),
+        (b"[1, 2]", "it holds a JSON list, not an object"),
+        (b'{"a": "\xe9"}', "it is not valid JSON ("),
+    ],
+)
+def test_a_damaged_json_file_is_named(tmp_path, content, problem):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(DamagedFileError) as e:
+        read_json(path)
+    assert str(e.value).startswith(f"{path} is damaged: {problem}")
+    assert "To fix it: restore the file" in str(e.value)
 
 
 def test_make_folder_creates_parents_and_accepts_an_existing_folder(tmp_path):

@@ -4,8 +4,9 @@ import os
 import pytest
 
 from fashion_cnn import run_folder
-from fashion_cnn.errors import RunError
-from fashion_cnn.run_folder import PID_FILE, locked
+from fashion_cnn.config import TrainConfig
+from fashion_cnn.errors import DamagedFileError, RunError
+from fashion_cnn.run_folder import PID_FILE, check_run_folder, locked
 
 # `train` holding the lock against another process, and a killed holder: test_train.py.
 
@@ -42,3 +43,25 @@ def test_file_system_without_locks_trains_with_a_warning(tmp_path, monkeypatch, 
         ran.append(True)
     assert ran == [True]
     assert f"Run folder {tmp_path} cannot be locked" in caplog.text
+
+
+def test_overwrite_deletes_nothing_where_config_json_is_another_programs(tmp_path):
+    (tmp_path / "config.json").write_text('{"name": "my-app"}')
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "mine.bin").write_text("keep")
+    (tmp_path / "model.keras").write_text("keep")
+    for overwrite in (False, True):
+        with pytest.raises(RunError, match=r"holds a config.json that is not a fashion-cnn run"):
+            check_run_folder(tmp_path, TrainConfig(), overwrite=overwrite)
+    assert (tmp_path / "checkpoints" / "mine.bin").read_text() == "keep"
+    assert (tmp_path / "model.keras").read_text() == "keep"
+    assert (tmp_path / "config.json").read_text() == '{"name": "my-app"}'
+
+
+def test_a_damaged_run_needs_overwrite_which_clears_it(tmp_path):
+    (tmp_path / "config.json").write_text("{")
+    (tmp_path / "model.keras").write_text("old")
+    with pytest.raises(DamagedFileError, match="config.json is damaged"):
+        check_run_folder(tmp_path, TrainConfig(), overwrite=False)
+    check_run_folder(tmp_path, TrainConfig(), overwrite=True)
+    assert list(tmp_path.iterdir()) == []

@@ -30,6 +30,32 @@ def client(run):
         yield c
 
 
+def test_serve_command_reports_a_damaged_run_before_the_server_starts(
+    run, tmp_path, monkeypatch, capsys
+):
+    import shutil
+    import socket
+
+    import uvicorn
+
+    from fashion_cnn.cli import main
+
+    with socket.socket() as s:  # a port free now
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    damaged = shutil.copytree(run, tmp_path / "run")
+    (damaged / "config.json").write_text("{")
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    assert main(["serve", str(damaged), "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {damaged / 'config.json'} is damaged: it is not valid JSON" in err, err
+    assert started == [] and "Traceback" not in err
+    (damaged / "config.json").write_text((run / "config.json").read_text())
+    assert main(["serve", str(damaged), "--port", port]) == 0
+    assert len(started) == 1  # the app, with the service loaded once, before it
+
+
 def png(arr=None, size=(28, 28)) -> bytes:
     if arr is None:
         arr = np.zeros(size[::-1], np.uint8)

@@ -26,6 +26,17 @@ def test_bad_options():
         TuneOptions(seed=2**32).validate()
 
 
+def test_overwrite_deletes_nothing_in_a_folder_that_is_no_search(tmp_path):
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "notes.txt").write_text("keep")
+    (tmp_path / "results.json").write_text("{}")
+    space = load_space(write_space(tmp_path / "trials", name="space.toml"))
+    with pytest.raises(RunError, match=r"has no space.json.*\(results.json, trials\)"):
+        search(space, None, tmp_path, TuneOptions(overwrite=True))
+    assert (tmp_path / "trials" / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "results.json").read_text() == "{}"
+
+
 def test_local_search_resume_and_changed_space(real_data, tmp_path):
     space = load_space(write_space(tmp_path))
     out = tmp_path / "tune"

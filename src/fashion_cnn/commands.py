@@ -246,12 +246,12 @@ def cmd_serve(args) -> int:
     _check_listen(args.host, args.port)
     import uvicorn
 
-    from fashion_cnn.engines import default_engine, load_engine
-    from fashion_cnn.runs import load_run_model
+    from fashion_cnn.engines import default_engine
+    from fashion_cnn.serve.service import ClassifierService
 
-    load_run_model(args.run)  # fail here, with a clear message, not inside a worker
-    engine = args.engine or default_engine(args.run)
-    load_engine(args.run, engine)
+    # Loaded here, so that a damaged run fails with a clear message, not inside the server.
+    service = ClassifierService(args.run, engine=args.engine or default_engine(args.run))
+    engine = service.engine.name
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: reachable from other machines", args.host)
     print(
@@ -261,10 +261,10 @@ def cmd_serve(args) -> int:
     if args.workers == 1:
         from fashion_cnn.serve.app import create_app
 
-        uvicorn.run(
-            create_app(args.run, engine=engine), host=args.host, port=args.port, log_level="warning"
-        )
+        app = create_app(args.run, service=service)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     else:
+        del service  # each worker process loads its own
         os.environ["FASHION_CNN_RUN"] = str(Path(args.run).resolve())
         os.environ["FASHION_CNN_ENGINE"] = engine
         uvicorn.run(

@@ -19,3 +19,8 @@ class RunError(FashionCnnError):
 
 class OutputError(FashionCnnError):
     """A folder to write into (`--out`, `--show-input`, ...) cannot be created there."""
+
+
+class DamagedFileError(FashionCnnError):
+    """A file this program wrote (a run's config.json, state.json, ...) cannot be read back:
+    it was edited or damaged."""

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from fashion_cnn.errors import OutputError
+from fashion_cnn.errors import DamagedFileError, OutputError
 
 
 @contextlib.contextmanager
@@ -53,9 +53,27 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike) -> dict:
+    """The JSON object in `path`, a file this program wrote (config.json, state.json, ...).
+
+    Raises:
+        OSError: the file cannot be opened.
+        DamagedFileError: it is not UTF-8 JSON, or holds something other than an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        problem = f"it is not valid JSON ({e})"
+    else:
+        if isinstance(obj, dict):
+            return obj
+        problem = f"it holds a JSON {type(obj).__name__}, not an object"
+    raise DamagedFileError(
+        f"{path} is damaged: {problem}. To fix it: restore the file, or remove what it belongs "
+        "to and run again the command that wrote it (for a run folder: `fashion-cnn train` "
+        "with --overwrite)."
+    )
 
 
 def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import filelock
 
 from fashion_cnn.config import TrainConfig, recipe_names
-from fashion_cnn.errors import RunError
+from fashion_cnn.errors import ConfigError, DamagedFileError, RunError
 from fashion_cnn.io_utils import read_json
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,25 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     removes an earlier run's files; otherwise the earlier run must have the same config.
 
     Raises:
-        RunError: `out` was started with a different config (the message lists the keys).
+        RunError: `out` was started with a different config (the message lists the keys),
+            or holds a config.json that is not a run's (then nothing is deleted, even with
+            `overwrite`).
+        DamagedFileError: `out`'s config.json is damaged and `overwrite` is off.
     """
     saved = out / CONFIG_FILE
     if not saved.exists():
         return
+    try:
+        previous = saved_config(out)
+    except DamagedFileError:
+        if not overwrite:
+            raise
+        previous = None  # a damaged run: --overwrite is its fix
+    except ConfigError as e:  # some other program's config.json: never delete its files
+        raise RunError(
+            f"Run folder {out} holds a {CONFIG_FILE} that is not a fashion-cnn run's ({e}). "
+            "To fix it: pass --out a new folder, or one that `fashion-cnn train` wrote."
+        ) from None
     if overwrite:
         for name in (
             CONFIG_FILE,
@@ -111,7 +125,7 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         return
-    previous, now = saved_config(out), config.to_dict()
+    now = config.to_dict()
     if previous["recipe_version"] is None:  # started before recipes had versions
         now["recipe_version"] = None
     if previous != now:

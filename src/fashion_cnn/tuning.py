@@ -30,6 +30,8 @@ SPACE_FILE = "space.json"
 STATE_FILE = "tune_state.json"
 BEST_RECIPE = "best_recipe.toml"
 REPORT_FILE = "tune_report.html"
+RESULTS_FILE = "results.json"
+TRIALS_DIR = "trials"  # one run folder per trial
 PROJECT = "search"  # KerasTuner's project folder inside --out
 SAVE_EVERY_S = 5.0  # how often the budget spent is recorded
 
@@ -148,7 +150,7 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
     class TrainTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, data: Dataset):
             config = for_this_machine(trial_config(space, trial.hyperparameters))
-            run = out / "trials" / trial.trial_id
+            run = out / TRIALS_DIR / trial.trial_id
             run.mkdir(parents=True, exist_ok=True)
             write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
             # A trial cut off by an interruption is handed out again on resume: continue it
@@ -199,9 +201,20 @@ def _check_out(out: Path, space: SearchSpace, options: TuneOptions) -> float:
     """Checks `out` against the space; returns the budget seconds already used there."""
     state_path = out / STATE_FILE
     if options.overwrite and out.exists():
-        for name in (SPACE_FILE, STATE_FILE, BEST_RECIPE, REPORT_FILE, "results.json"):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "trials", ignore_errors=True)
+        ours = (STATE_FILE, BEST_RECIPE, REPORT_FILE, RESULTS_FILE, TRIALS_DIR, PROJECT)
+        found = [name for name in ours if (out / name).exists()]
+        if found and not (out / SPACE_FILE).exists():
+            # not a search folder (each search writes space.json first): never delete there
+            raise RunError(
+                f"Search folder {out} has no {SPACE_FILE}, so it is not a search's, and "
+                f"--overwrite would delete what is yours there ({', '.join(found)}). To fix "
+                "it: pass --out a new folder, or one that `fashion-cnn tune` wrote."
+            )
+        for name in (SPACE_FILE, *ours):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
         return 0.0
     if (out / SPACE_FILE).exists():
         saved = read_json(out / SPACE_FILE)
@@ -320,7 +333,7 @@ def summarize(oracle, space: SearchSpace, out: Path) -> dict:
                 "epochs": metrics.get("epochs"),
                 "val_accuracy": metrics.get(OBJECTIVE),
                 "train_seconds": metrics.get("train_seconds"),
-                "ran_by": _ran_by(out / "trials" / trial_id),
+                "ran_by": _ran_by(out / TRIALS_DIR / trial_id),
             }
         )
     done = [t for t in trials if t["val_accuracy"] is not None]
@@ -344,6 +357,6 @@ def summarize(oracle, space: SearchSpace, out: Path) -> dict:
             "config": config.to_dict(),
             "recipe_file": str(out / BEST_RECIPE),
         }
-    write_json(out / "results.json", summary)
+    write_json(out / RESULTS_FILE, summary)
     write_text(out / REPORT_FILE, render_tune_html(summary, space))
     return summary

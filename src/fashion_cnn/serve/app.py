@@ -158,6 +158,7 @@ def create_app(
     limits: Limits | None = None,
     threshold: float | None = None,
     engine: str | None = None,
+    service: ClassifierService | None = None,
 ) -> FastAPI:
     """Builds the app for one run folder.
 
@@ -166,12 +167,17 @@ def create_app(
         limits: upload limits (defaults: 10 MB a file, 40 MB a request, 16 files, 50 MP).
         threshold: confidence below which the answer is "unsure" (default: the run's).
         engine: inference engine (default: the fastest float engine the run has).
+        service: the run's service, already loaded (then `threshold` and `engine` are
+            its own): the CLI loads it before the server starts, so that a damaged run
+            is reported as an error rather than as a failed server start-up.
     """
     limits = limits or Limits()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ClassifierService(run_dir, threshold=threshold, engine=engine)
+        app.state.service = service or ClassifierService(
+            run_dir, threshold=threshold, engine=engine
+        )
         app.state.samples = _samples()
         log.info(
             "model from %s loaded (%s engine), warmed up", run_dir, app.state.service.engine.name
