@@ -8,7 +8,7 @@ import pytest
 from fashion_cnn import engines
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.engines import available_engines, default_engine, load_engine, open_artifact
-from fashion_cnn.errors import RunError
+from fashion_cnn.errors import DamagedFileError, RunError
 from fashion_cnn.export import export_run
 from fashion_cnn.train import train
 
@@ -40,6 +40,13 @@ def test_missing_export_says_how_to_make_it(run):
         load_engine(run, "litert-int8")
     with pytest.raises(RunError, match="Invalid value for `engine`"):
         load_engine(run, "tensorrt")
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
+def test_a_damaged_export_is_named(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\x08\x07 cut off")
+    with pytest.raises(DamagedFileError, match=rf"{name} is damaged: .* cannot load it \("):
+        open_artifact(tmp_path / name)
 
 
 def test_missing_runtime_is_named(run, synthetic_data, monkeypatch):

@@ -9,7 +9,7 @@ from fashion_cnn import export as export_mod
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import CLASS_NAMES, FILES
 from fashion_cnn.engines import load_engine
-from fashion_cnn.errors import OutputError
+from fashion_cnn.errors import DamagedFileError, OutputError, RunError
 from fashion_cnn.export import ExportError, export_run
 from fashion_cnn.models import float32_clone
 from fashion_cnn.runs import load_run_model
@@ -128,6 +128,21 @@ def test_broken_export_is_refused_and_nothing_is_written(
         export_run(run, synthetic_data, "onnx", out=out)
     assert "x the limit" in str(e.value) and "Nothing was written" in str(e.value)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_damaged_model_file_is_named(run, tmp_path):
+    import shutil
+    import zipfile
+
+    damaged = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("exports"))
+    model = damaged / "model.keras"
+    model.write_bytes((run / "model.keras").read_bytes()[:3000])  # a cut-off copy
+    with pytest.raises(DamagedFileError, match=r"model.keras is damaged: it is not a .keras"):
+        load_run_model(damaged)
+    with zipfile.ZipFile(model, "w") as z:  # a zip, but no Keras model in it
+        z.writestr("notes.txt", "hello")
+    with pytest.raises(RunError, match=r"Cannot load model .*model.keras: .*[^.]\. Re-train"):
+        load_run_model(damaged)
 
 
 def test_existing_export_needs_overwrite(run, synthetic_data, tmp_path):

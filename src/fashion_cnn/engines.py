@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_cnn.errors import OutputError, RunError
+from fashion_cnn.errors import DamagedFileError, OutputError, RunError
 from fashion_cnn.io_utils import read_json
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ def open_artifact(path: str | Path, threads: int | None = None, name: str | None
 
     Raises:
         RunError: the file is missing, of an unknown kind, or its runtime is not installed.
+        DamagedFileError: the runtime cannot load the file.
     """
     path = Path(path)
     family = {".onnx": "onnx", ".tflite": "litert"}.get(path.suffix)
@@ -196,9 +197,16 @@ def open_artifact(path: str | Path, threads: int | None = None, name: str | None
             f"Cannot run {path}: the Python package {RUNTIME_PACKAGE[family]!r} is not "
             f"installed. Install it with `pip install 'fashion-cnn[export]'`."
         )
-    if family == "onnx":
-        return OnnxEngine(path, threads=threads or 0, name=name or family)
-    return LiteRTEngine(path, threads=threads, name=name or family)
+    try:
+        if family == "onnx":
+            return OnnxEngine(path, threads=threads or 0, name=name or family)
+        return LiteRTEngine(path, threads=threads, name=name or family)
+    except Exception as e:  # noqa: BLE001 - the runtimes raise their own types for a bad file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise DamagedFileError(
+            f"{path} is damaged: {RUNTIME_PACKAGE[family]} cannot load it ({reason}). To fix "
+            "it: export the run again with `fashion-cnn export` and --overwrite."
+        ) from None
 
 
 def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = "final"):
@@ -246,6 +254,6 @@ def _has_quantization_record(folder: Path) -> bool:
     """Whether an export's card.json says how it was quantized (exports since 7-bit weights)."""
     try:
         card = read_json(folder / CARD_FILE)
-    except (OSError, ValueError):
+    except (OSError, DamagedFileError):
         return False
     return isinstance(card, dict) and bool(card.get("quantization"))
