@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from fashion_cnn.augment import augment_batch
 from fashion_cnn.config import TrainConfig
-from fashion_cnn.errors import RunError
+from fashion_cnn.errors import DamagedFileError, RunError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.io_utils import read_json
 from fashion_cnn.run_folder import LOCK_FILE, locked
@@ -119,6 +119,19 @@ def test_resume_after_interrupt_equals_uninterrupted(
     assert read_json(out / "history.json") | {"epoch_seconds": None} == read_json(
         reference_run / "history.json"
     ) | {"epoch_seconds": None}
+
+
+def test_a_damaged_checkpoint_is_named_and_overwrite_starts_again(synthetic_data, tmp_path):
+    out = tmp_path / "run"
+    config = CFG.replace(epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, synthetic_data, out, verbose=0, callbacks=[Interrupt(0, None)])
+    checkpoint = out / read_json(out / "state.json")["checkpoint"]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:2000])  # cut off on disk
+    with pytest.raises(DamagedFileError, match=r"is damaged: Keras cannot load it .*--overwrite"):
+        train(config, synthetic_data, out, verbose=0)
+    train(config, synthetic_data, out, verbose=0, overwrite=True)
+    assert read_json(out / "state.json")["finished"]
 
 
 AUG = CFG.replace(
