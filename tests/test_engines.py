@@ -33,6 +33,10 @@ def test_default_is_the_fastest_float_export_never_int8(run, synthetic_data):
     assert available_engines(run) == ["keras", "onnx", "onnx-int8", "litert"]
     assert default_engine(run) == engines.PREFERENCE[0] == "onnx"
     assert load_engine(run).name == "onnx"
+    # the exports hold the final model: the best checkpoint runs on Keras, never on them
+    assert load_engine(run, checkpoint="best").name == "keras"
+    with pytest.raises(RunError, match=r"onnx export holds the final model, not the best"):
+        load_engine(run, "onnx", checkpoint="best")
 
 
 def test_missing_export_says_how_to_make_it(run):

@@ -215,14 +215,21 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
     Args:
         run_dir: a finished run folder.
         name: one of `ENGINES`, or None for the fastest float engine the run has.
-        checkpoint: the Keras checkpoint ("final" or "best"); exports are of "final".
+        checkpoint: the Keras checkpoint ("final" or "best"). Exports are of "final", so
+            "best" takes the Keras engine when `name` is None.
 
     Raises:
-        RunError: unknown engine, or the run has no such export, or its runtime is missing.
+        RunError: unknown engine, the run has no such export, its runtime is missing, or
+            an export is asked for with checkpoint "best".
     """
     from fashion_cnn.runs import load_run_model
 
-    name = name or default_engine(run_dir)
+    if checkpoint != "final" and name not in (None, "keras"):
+        raise RunError(
+            f"The {name} export holds the final model, not the {checkpoint} checkpoint. To fix "
+            f"it: pass --engine keras with --checkpoint {checkpoint}, or leave out --checkpoint."
+        )
+    name = name or ("keras" if checkpoint != "final" else default_engine(run_dir))
     if name not in ENGINES:
         raise RunError(
             f"Invalid value for `engine`: expected one of {list(ENGINES)}, received {name!r}"
