@@ -20,7 +20,7 @@ from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.images import ImageError, load_image
-from fashion_cnn.io_utils import make_folder
+from fashion_cnn.io_utils import make_folder, write_bytes
 
 IMAGE_SUFFIXES = {
     ".png",
@@ -138,7 +138,7 @@ def predict_inputs(
             names.append("stdin" if item == STDIN else f"{start + i:05d}-{Path(item).stem}")
             if show_input:
                 path = Path(show_input) / f"{names[-1]}.input.png"
-                Image.fromarray(image).save(path)
+                _save_png(Image.fromarray(image), path)
                 results[-1]["input_image"] = str(path)
         if batch:
             probs = predict_proba(model, np.stack(batch)[..., None])
@@ -167,8 +167,15 @@ def _save_explanations(model, batch, probs, names, where, results, folder: Path)
     cams = grad_cam(model, np.stack(batch), classes=probs.argmax(axis=1))
     for image, cam, name, idx in zip(batch, cams, names, where, strict=True):
         path = folder / f"{name}.gradcam.png"
-        overlay(image, cam).save(path)
+        _save_png(overlay(image, cam), path)
         results[idx]["gradcam_image"] = str(path)
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    """Writes `image` as a PNG that is either whole or absent (a temporary file, renamed)."""
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    write_bytes(path, buf.getvalue())
 
 
 def predict_files(model, paths: Sequence[str | os.PathLike], k: int = 3) -> list[dict]:
