@@ -104,6 +104,18 @@ def test_seeded_runs_are_bit_identical(reference_run, synthetic_data, tmp_path):
     assert not np.array_equal(weights(load_run_model(other))[0], weights(load_run_model(again))[0])
 
 
+def test_evaluate_with_flip_shift_tta_reports_its_18_view_accuracy(
+    reference_run, synthetic_data, tmp_path
+):
+    run = shutil.copytree(reference_run, tmp_path / "run")
+    metrics = evaluate_run(run, synthetic_data, tta="flip-shift")
+    probs = predict_proba(load_run_model(run), synthetic_data.x_test, tta="flip-shift")
+    assert metrics["tta"] == read_json(run / "metrics.json")["tta"] == "flip-shift"
+    assert metrics["test_accuracy"] == (probs.argmax(1) == synthetic_data.y_test).mean()
+    plain = predict_proba(load_run_model(run), synthetic_data.x_test)
+    assert np.abs(probs - plain).max() > 1e-3  # the views differ: the check above can fail
+
+
 @pytest.mark.parametrize("epoch, batch", [(1, None), (1, 3), (0, 2)])
 def test_resume_after_interrupt_equals_uninterrupted(
     reference_run, synthetic_data, tmp_path, epoch, batch
