@@ -13,9 +13,9 @@ from fashion_cnn.augment import augment_batch
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.errors import DamagedFileError, RunError
 from fashion_cnn.evaluate import predict_proba
-from fashion_cnn.io_utils import read_json
+from fashion_cnn.io_utils import read_json, write_json
 from fashion_cnn.run_folder import LOCK_FILE, locked
-from fashion_cnn.runs import evaluate_run, load_run_model
+from fashion_cnn.runs import evaluate_run, final_metrics, load_run_model
 from fashion_cnn.train import epoch_batches, train
 
 CFG = TrainConfig(
@@ -114,6 +114,21 @@ def test_evaluate_with_flip_shift_tta_reports_its_18_view_accuracy(
     assert metrics["test_accuracy"] == (probs.argmax(1) == synthetic_data.y_test).mean()
     plain = predict_proba(load_run_model(run), synthetic_data.x_test)
     assert np.abs(probs - plain).max() > 1e-3  # the views differ: the check above can fail
+
+
+def test_evaluating_the_best_checkpoint_keeps_the_final_models_figures(
+    reference_run, synthetic_data, tmp_path
+):
+    run = shutil.copytree(reference_run, tmp_path / "run")
+    final = evaluate_run(run, synthetic_data)
+    before = (run / "metrics.json").read_bytes(), (run / "report.html").read_bytes()
+    best = evaluate_run(run, synthetic_data, checkpoint="best")
+    assert read_json(run / "metrics-best.json") == best and best["checkpoint"] == "best"
+    assert (run / "report-best.html").stat().st_size > 10_000
+    assert ((run / "metrics.json").read_bytes(), (run / "report.html").read_bytes()) == before
+    assert final_metrics(run) == final
+    write_json(run / "metrics.json", best)  # as `evaluate --checkpoint best` wrote it before
+    assert final_metrics(run) == {}  # not quoted as the final model's
 
 
 @pytest.mark.parametrize("epoch, batch", [(1, None), (1, 3), (0, 2)])

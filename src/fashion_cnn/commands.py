@@ -128,7 +128,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     model_path(args.run, args.checkpoint)  # a mistyped folder is reported before TF loads
-    from fashion_cnn.runs import REPORT_FILE, evaluate_run
+    from fashion_cnn.runs import evaluate_run, evaluation_files
 
     data = _load_data(args)
     metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
@@ -139,7 +139,7 @@ def cmd_evaluate(args) -> int:
     )
     for t, p, c in metrics["most_confused"][:3]:
         print(f"  {names[t]} predicted as {names[p]}: {c}")
-    print(f"report: {Path(args.run) / REPORT_FILE}")
+    print(f"report: {Path(args.run) / evaluation_files(args.checkpoint)[1]}")
     return 0
 
 

@@ -188,9 +188,11 @@ def model_card(
         parity: `check_parity`'s figures on the test images.
         quantization: how an int8 export was quantized (`OnnxInt8.describe`, `LITERT_INT8`).
     """
-    config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
+    from fashion_cnn.runs import final_metrics
+
+    config_path = run_dir / "config.json"
     config = read_json(config_path) if config_path.exists() else {}
-    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    metrics = final_metrics(run_dir)  # the exports are of the final model
     calibration_path = run_dir / "calibration.json"
     calibration = read_json(calibration_path) if calibration_path.exists() else {}
     return {

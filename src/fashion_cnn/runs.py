@@ -23,8 +23,28 @@ from fashion_cnn.run_folder import (
 )
 from fashion_cnn.tta import tta_mode
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # the final model's evaluation
 REPORT_FILE = "report.html"
+
+
+def evaluation_files(checkpoint: str = "final") -> tuple[str, str]:
+    """The metrics and report file names of `checkpoint`'s evaluation: `metrics.json` and
+    `report.html` for the final model, `metrics-best.json` and `report-best.html` for the
+    best checkpoint (so that evaluating it never replaces the final model's figures, which
+    the model cards quote)."""
+    if checkpoint == "final":
+        return METRICS_FILE, REPORT_FILE
+    return f"metrics-{checkpoint}.json", f"report-{checkpoint}.html"
+
+
+def final_metrics(run_dir: str | Path) -> dict:
+    """The final model's metrics (`metrics.json`), or {} if it was not evaluated. A
+    metrics.json of the best checkpoint, written before `evaluation_files`, does not count."""
+    path = Path(run_dir) / METRICS_FILE
+    metrics = read_json(path) if path.exists() else {}
+    return metrics if metrics.get("checkpoint", "final") == "final" else {}
+
+
 ROBUSTNESS_FILE = "robustness.json"
 
 log = logging.getLogger(__name__)
@@ -80,7 +100,8 @@ def load_calibration(run_dir: str | Path) -> dict | None:
 def evaluate_run(
     run_dir: str | Path, data: Dataset, checkpoint: str = "final", tta: str | None = None
 ) -> dict:
-    """Evaluates a run on the test set; writes `metrics.json` and `report.html` beside it.
+    """Evaluates a run on the test set; writes its metrics and report beside it
+    (`metrics.json` and `report.html`, or `evaluation_files(checkpoint)` for "best").
 
     Args:
         run_dir: a finished run folder.
@@ -116,7 +137,8 @@ def evaluate_run(
             "test_ece_before": expected_calibration_error(probs, data.y_test),
             "test_ece_after": expected_calibration_error(apply_temperature(probs, t), data.y_test),
         }
-    write_json(run / METRICS_FILE, metrics)
+    metrics_file, report_file = evaluation_files(checkpoint)
+    write_json(run / metrics_file, metrics)
     y_pred = probs.argmax(axis=1)
     shown = np.concatenate(
         [np.zeros(0, int)]
@@ -141,7 +163,7 @@ def evaluate_run(
         cams=cams,
         robustness=robustness,
     )
-    write_text(run / REPORT_FILE, html)
+    write_text(run / report_file, html)
     return metrics
 
 

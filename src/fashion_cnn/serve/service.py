@@ -55,7 +55,7 @@ class ClassifierService:
         from fashion_cnn.engines import KerasEngine, load_engine
         from fashion_cnn.evaluate import forward_fn
         from fashion_cnn.io_utils import read_json
-        from fashion_cnn.runs import METRICS_FILE, load_calibration, load_run_model
+        from fashion_cnn.runs import final_metrics, load_calibration, load_run_model
 
         self.run_dir = Path(run_dir)
         self.engine = load_engine(self.run_dir, engine, checkpoint)
@@ -70,9 +70,8 @@ class ClassifierService:
             threshold if threshold is not None else calibration.get("threshold", DEFAULT_THRESHOLD)
         )
         config_path = self.run_dir / "config.json"
-        metrics_path = self.run_dir / METRICS_FILE
         self.config = read_json(config_path) if config_path.exists() else {}
-        self.metrics = read_json(metrics_path) if metrics_path.exists() else {}
+        self.metrics = final_metrics(self.run_dir) if checkpoint == "final" else {}
         self._call = forward_fn(self.engine)
         self._lock = threading.Lock()  # one model call at a time: 2 cores, no oversubscription
         self.warm_up()
