@@ -88,6 +88,27 @@ def test_multiworker_needs_a_cluster(tmp_path, capsys, monkeypatch):
     assert "TF_CONFIG is not a valid cluster description" in capsys.readouterr().err
     assert main(["train", "--rank", "1"]) == 2
     assert "need --strategy multiworker" in capsys.readouterr().err
+    assert main(["train", "--wait-minutes", "3"]) == 2
+    assert "need --strategy multiworker" in capsys.readouterr().err
+    assert main([*argv, "--wait-minutes", "0"]) == 2
+    assert "Invalid value for `--wait-minutes`" in capsys.readouterr().err
+
+
+def test_a_worker_whose_peers_never_connect_stops_with_a_message(tmp_path):
+    # TensorFlow alone would wait an hour, deaf to Ctrl-C and SIGTERM
+    hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    argv = [
+        sys.executable, "-m", "fashion_cnn", "train", "--recipe", "seed", "--strategy",
+        "multiworker", "--workers", hosts, "--rank", "0", "--wait-minutes", "0.1",
+        "--out", str(tmp_path / "run"),
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, (done.returncode, done.stderr)
+    assert f"waiting for all 2 workers to connect: {hosts.replace(',', ', ')}" in done.stderr
+    assert "error: not all 2 workers of the cluster" in done.stderr
+    assert "connected within 0.1 minutes. To fix it: start the same" in done.stderr
 
 
 def test_tf_config_is_built_from_workers(monkeypatch):

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rank", type=int, help="this process's position in --workers")
     p.add_argument(
+        "--wait-minutes",
+        type=float,
+        default=commands.WAIT_MINUTES,
+        help="how long a multiworker process waits for all workers to connect "
+        f"(default: {commands.WAIT_MINUTES:g})",
+    )
+    p.add_argument(
         "--verbosity",
         type=int,
         choices=(0, 1, 2),

@@ -16,6 +16,7 @@ from fashion_cnn.io_utils import check_folder
 from fashion_cnn.run_folder import model_path
 
 log = logging.getLogger("fashion_cnn")
+WAIT_MINUTES = 10.0  # default of `train --wait-minutes`
 
 
 def _load_data(args):
@@ -54,9 +55,16 @@ def _resolve_config(args):
 
 def _make_strategy(args):
     """The `tf.distribute` strategy of `--strategy` (None: the default, one process)."""
+    if args.strategy != "multiworker" and (
+        args.workers or args.rank is not None or args.wait_minutes != WAIT_MINUTES
+    ):
+        raise FashionCnnError("--workers, --rank and --wait-minutes need --strategy multiworker")
+    if not args.wait_minutes > 0:
+        raise FashionCnnError(
+            "Invalid value for `--wait-minutes`: expected a positive number, received "
+            f"{args.wait_minutes}"
+        )
     if args.strategy == "none":
-        if args.workers or args.rank is not None:
-            raise FashionCnnError("--workers and --rank need --strategy multiworker")
         return None
     import tensorflow as tf
 
@@ -80,14 +88,25 @@ def _make_strategy(args):
         )
     try:
         cluster = json.loads(os.environ["TF_CONFIG"])
-        n_workers = len(cluster["cluster"].get("worker", [])) + len(
-            cluster["cluster"].get("chief", [])
-        )
+        members = [*cluster["cluster"].get("chief", []), *cluster["cluster"].get("worker", [])]
         task = cluster["task"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise FashionCnnError(f"TF_CONFIG is not a valid cluster description: {e}") from None
-    log.info("multi-worker training: %s %s of %d", task.get("type"), task.get("index"), n_workers)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    log.info(
+        "multi-worker training: %s %s of %d", task.get("type"), task.get("index"), len(members)
+    )
+    log.info("waiting for all %d workers to connect: %s", len(members), ", ".join(members))
+    from fashion_cnn.cluster import watchdog
+
+    minutes = args.wait_minutes
+    with watchdog(
+        minutes * 60,
+        f"not all {len(members)} workers of the cluster ({', '.join(members)}) connected "
+        f"within {minutes:g} minutes. To fix it: start the same `fashion-cnn train` command "
+        "on each of them, each with its own --rank, check that their addresses and ports "
+        "reach each other, or wait longer with --wait-minutes.",
+    ):
+        return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def cmd_train(args) -> int:
