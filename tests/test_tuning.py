@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -177,3 +178,28 @@ def test_distributed_search_one_chief_two_workers(real_data, tmp_path):
     assert sorted(set(ran_by)) == ["w0", "w1"], (ran_by, outputs)
     assert [t["ran_by"] for t in results["trials"]] == ran_by
     assert "best" in chief_out
+
+
+def test_a_worker_without_its_chief_says_what_it_waits_for(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"  # nobody serves the oracle there
+    argv = [
+        sys.executable, "-m", "fashion_cnn", "tune", "--space", str(write_space(tmp_path)),
+        "--out", str(tmp_path / "tune"), "--worker", address, "--no-download",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    worker = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    stop = threading.Timer(60, worker.kill)  # a silent worker would block readline
+    stop.start()
+    try:
+        seen = []
+        while worker.poll() is None and not any("does not answer" in s for s in seen):
+            seen.append(worker.stderr.readline())
+    finally:
+        stop.cancel()
+        worker.kill()
+        worker.communicate()
+    assert any(
+        f"the search's chief at {address} does not answer yet; waiting for it" in s
+        and f"Start it with `fashion-cnn tune --chief {address}`" in s
+        for s in seen
+    ), seen

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from fashion_cnn import __version__, commands
+from fashion_cnn.cluster import WAIT_MINUTES
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.hardware import prefer_onednn
 from fashion_cnn.tta import TTA_VIEWS
@@ -125,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wait-minutes",
         type=float,
-        default=commands.WAIT_MINUTES,
+        default=WAIT_MINUTES,
         help="how long a multiworker process waits for all workers to connect "
-        f"(default: {commands.WAIT_MINUTES:g})",
+        f"(default: {WAIT_MINUTES:g})",
     )
     p.add_argument(
         "--verbosity",

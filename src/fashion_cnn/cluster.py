@@ -1,4 +1,5 @@
-"""Joining a multi-worker cluster without hanging.
+"""Multi-worker clusters: the `--strategy` of `train`, addresses, and joining a cluster
+without hanging.
 
 `tf.distribute.MultiWorkerMirroredStrategy()` returns only when every worker of the cluster
 has connected. TensorFlow waits up to an hour for that, inside C++ and holding Python's
@@ -10,11 +11,115 @@ own preemption notice: a worker started alone, or with a mistyped address, hangs
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Iterator
+
+from fashion_cnn.errors import FashionCnnError
+
+log = logging.getLogger(__name__)
+
+WAIT_MINUTES = 10.0  # default of `train --wait-minutes`
+
+
+def host_port(text: str, flag: str) -> tuple[str, str]:
+    """`text` split into host and port.
+
+    Raises:
+        FashionCnnError: `text` is not HOST:PORT with a port in [1, 65535]; names `flag`.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FashionCnnError(
+            f"Invalid value for `{flag}`: expected HOST:PORT such as 10.0.0.5:8100, "
+            f"received {text!r}"
+        )
+    return host, port
+
+
+def answers(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at `host`:`port` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def make_strategy(
+    strategy: str,
+    workers: str | None = None,
+    rank: int | None = None,
+    wait_minutes: float = WAIT_MINUTES,
+):
+    """The `tf.distribute` strategy of `train --strategy`.
+
+    Args:
+        strategy: "none", "mirrored" (this machine's devices) or "multiworker".
+        workers: "host:port,host:port,..." of a multiworker run (else TF_CONFIG is used,
+            as cluster schedulers set it); sets TF_CONFIG.
+        rank: this process's position in `workers`.
+        wait_minutes: how long a multiworker process waits for all workers to connect.
+
+    Returns:
+        The strategy, or None for "none" (the default, one process).
+
+    Raises:
+        FashionCnnError: a bad or missing cluster description, or a worker whose cluster
+            did not connect in time (then the process ends: see `watchdog`).
+    """
+    if strategy != "multiworker" and (workers or rank is not None or wait_minutes != WAIT_MINUTES):
+        raise FashionCnnError("--workers, --rank and --wait-minutes need --strategy multiworker")
+    if not wait_minutes > 0:
+        raise FashionCnnError(
+            "Invalid value for `--wait-minutes`: expected a positive number, received "
+            f"{wait_minutes}"
+        )
+    if strategy == "none":
+        return None
+    import tensorflow as tf
+
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if workers:
+        hosts = [h.strip() for h in workers.split(",") if h.strip()]
+        for h in hosts:
+            host_port(h, "--workers")
+        if rank is None or not 0 <= rank < len(hosts):
+            raise FashionCnnError(
+                f"Invalid value for `--rank`: expected an integer in [0, {len(hosts) - 1}] "
+                f"(this worker's position in --workers), received {rank}"
+            )
+        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": rank}}
+        os.environ["TF_CONFIG"] = json.dumps(tf_config)
+    elif "TF_CONFIG" not in os.environ:
+        raise FashionCnnError(
+            "--strategy multiworker needs the cluster: set TF_CONFIG, or pass "
+            "--workers host1:port,host2:port and --rank N"
+        )
+    try:
+        cluster = json.loads(os.environ["TF_CONFIG"])
+        members = [*cluster["cluster"].get("chief", []), *cluster["cluster"].get("worker", [])]
+        task = cluster["task"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise FashionCnnError(f"TF_CONFIG is not a valid cluster description: {e}") from None
+    log.info(
+        "multi-worker training: %s %s of %d", task.get("type"), task.get("index"), len(members)
+    )
+    log.info("waiting for all %d workers to connect: %s", len(members), ", ".join(members))
+    with watchdog(
+        wait_minutes * 60,
+        f"not all {len(members)} workers of the cluster ({', '.join(members)}) connected "
+        f"within {wait_minutes:g} minutes. To fix it: start the same `fashion-cnn train` "
+        "command on each of them, each with its own --rank, check that their addresses and "
+        "ports reach each other, or wait longer with --wait-minutes.",
+    ):
+        return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ from fashion_cnn.io_utils import check_folder
 from fashion_cnn.run_folder import model_path
 
 log = logging.getLogger("fashion_cnn")
-WAIT_MINUTES = 10.0  # default of `train --wait-minutes`
 
 
 def _load_data(args):
@@ -55,58 +54,9 @@ def _resolve_config(args):
 
 def _make_strategy(args):
     """The `tf.distribute` strategy of `--strategy` (None: the default, one process)."""
-    if args.strategy != "multiworker" and (
-        args.workers or args.rank is not None or args.wait_minutes != WAIT_MINUTES
-    ):
-        raise FashionCnnError("--workers, --rank and --wait-minutes need --strategy multiworker")
-    if not args.wait_minutes > 0:
-        raise FashionCnnError(
-            "Invalid value for `--wait-minutes`: expected a positive number, received "
-            f"{args.wait_minutes}"
-        )
-    if args.strategy == "none":
-        return None
-    import tensorflow as tf
+    from fashion_cnn.cluster import make_strategy
 
-    if args.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if args.workers:
-        hosts = [h.strip() for h in args.workers.split(",") if h.strip()]
-        for h in hosts:
-            _host_port(h, "--workers")
-        if args.rank is None or not 0 <= args.rank < len(hosts):
-            raise FashionCnnError(
-                f"Invalid value for `--rank`: expected an integer in [0, {len(hosts) - 1}] "
-                f"(this worker's position in --workers), received {args.rank}"
-            )
-        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": args.rank}}
-        os.environ["TF_CONFIG"] = json.dumps(tf_config)
-    elif "TF_CONFIG" not in os.environ:
-        raise FashionCnnError(
-            "--strategy multiworker needs the cluster: set TF_CONFIG, or pass "
-            "--workers host1:port,host2:port and --rank N"
-        )
-    try:
-        cluster = json.loads(os.environ["TF_CONFIG"])
-        members = [*cluster["cluster"].get("chief", []), *cluster["cluster"].get("worker", [])]
-        task = cluster["task"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise FashionCnnError(f"TF_CONFIG is not a valid cluster description: {e}") from None
-    log.info(
-        "multi-worker training: %s %s of %d", task.get("type"), task.get("index"), len(members)
-    )
-    log.info("waiting for all %d workers to connect: %s", len(members), ", ".join(members))
-    from fashion_cnn.cluster import watchdog
-
-    minutes = args.wait_minutes
-    with watchdog(
-        minutes * 60,
-        f"not all {len(members)} workers of the cluster ({', '.join(members)}) connected "
-        f"within {minutes:g} minutes. To fix it: start the same `fashion-cnn train` command "
-        "on each of them, each with its own --rank, check that their addresses and ports "
-        "reach each other, or wait longer with --wait-minutes.",
-    ):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    return make_strategy(args.strategy, args.workers, args.rank, args.wait_minutes)
 
 
 def cmd_train(args) -> int:
@@ -325,16 +275,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _host_port(text: str, flag: str) -> tuple[str, str]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FashionCnnError(
-            f"Invalid value for `{flag}`: expected HOST:PORT such as 10.0.0.5:8100, "
-            f"received {text!r}"
-        )
-    return host, port
-
-
 def cmd_tune(args) -> int:
     import socket
 
@@ -352,7 +292,9 @@ def cmd_tune(args) -> int:
     ).validate()
     role = "local"
     if args.chief or args.worker:
-        host, port = _host_port(args.chief or args.worker, "--chief" if args.chief else "--worker")
+        from fashion_cnn.cluster import answers, host_port
+
+        host, port = host_port(args.chief or args.worker, "--chief" if args.chief else "--worker")
         role = "chief" if args.chief else "worker"
         tuner_id = (
             "chief"
@@ -366,6 +308,16 @@ def cmd_tune(args) -> int:
             KERASTUNER_ORACLE_PORT=port,
         )
         log.info("distributed search: %s %s, oracle at %s:%s", role, tuner_id, host, port)
+        if role == "worker" and not answers(host, int(port)):
+            log.warning(
+                "the search's chief at %s:%s does not answer yet; waiting for it (KerasTuner "
+                "waits up to 60 minutes; Ctrl-C stops). Start it with `fashion-cnn tune "
+                "--chief %s:%s` and the same --space.",
+                host,
+                port,
+                host,
+                port,
+            )
     data = None if role == "chief" else _load_data(args)
     try:
         summary = search(space, data, args.out, options)
