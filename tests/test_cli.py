@@ -125,6 +125,18 @@ def test_serve_on_a_taken_port_says_so(tmp_path, capsys):
     assert "To fix it: pass another --port" in err and "Traceback" not in err
 
 
+def test_stdin_input_needs_a_pipe_and_is_read_once(tmp_path, capsys, monkeypatch):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert main(["predict", str(tmp_path), "-"]) == 2  # would wait for the keyboard
+    assert "standard input, which is a terminal here. To fix it: pipe" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "-", "a.png", "-"]) == 2
+    assert "`-` (standard input) can be given once" in capsys.readouterr().err
+
+
 def test_missing_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -122,6 +122,13 @@ def cmd_predict(args) -> int:
             "Invalid value for `--threshold`: expected a float in [0, 1], "
             f"received {args.threshold}"
         )
+    if args.images.count("-") > 1:
+        raise FashionCnnError("`-` (standard input) can be given once: it holds one image.")
+    if "-" in args.images and sys.stdin.isatty():
+        raise FashionCnnError(
+            "`-` reads an image from standard input, which is a terminal here. To fix it: "
+            f"pipe one in (`fashion-cnn predict {args.run} - < photo.jpg`), or pass its path."
+        )
     model_path(args.run, args.checkpoint, must_exist=False)  # before TensorFlow loads
     for folder, flag in ((args.show_input, "--show-input"), (args.explain, "--explain")):
         if folder:
