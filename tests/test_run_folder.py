@@ -65,3 +65,13 @@ def test_a_damaged_run_needs_overwrite_which_clears_it(tmp_path):
         check_run_folder(tmp_path, TrainConfig(), overwrite=False)
     check_run_folder(tmp_path, TrainConfig(), overwrite=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_a_best_checkpoint_says_why(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunError, match="has no best.keras: training has not finished"):
+        run_folder.model_path(tmp_path, "best")
+    (tmp_path / "model.keras").write_bytes(b"")  # finished, but without a validation split
+    with pytest.raises(RunError, match=r"only the final model.keras: .*val_fraction = 0"):
+        run_folder.model_path(tmp_path, "best")
+    assert run_folder.model_path(tmp_path) == tmp_path / "model.keras"

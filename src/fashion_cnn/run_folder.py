@@ -71,6 +71,12 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
             f"{run} is not a run folder: it has neither {CONFIG_FILE} nor {path.name}. Pass "
             "the folder that `fashion-cnn train --out` wrote."
         )
+    if must_exist and not path.is_file() and (run / MODEL_FILE).is_file():
+        raise RunError(
+            f"Run folder {run} has no {path.name}, only the final {MODEL_FILE}: its training "
+            "kept no best checkpoint (it had no validation split, val_fraction = 0). To fix "
+            "it: use the final model (leave out --checkpoint)."
+        )
     if must_exist and not path.is_file():
         raise RunError(
             f"Run folder {run} has no {path.name}: training has not finished. Re-run the same "
