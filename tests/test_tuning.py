@@ -203,3 +203,33 @@ def test_a_worker_without_its_chief_says_what_it_waits_for(tmp_path):
         and f"Start it with `fashion-cnn tune --chief {address}`" in s
         for s in seen
     ), seen
+
+
+@pytest.mark.realdata
+def test_a_worker_with_another_space_file_than_its_chief_is_refused(real_data, tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    chiefs_space = write_space(tmp_path)
+    other = write_space(tmp_path, TINY.replace("epochs = 1", "epochs = 2"), name="other.toml")
+    common = [
+        sys.executable, "-m", "fashion_cnn", "tune", "--tuner", "random", "--max-trials",
+        "2", "--out", str(tmp_path / "tune"), "--no-download",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    chief = subprocess.Popen(
+        [*common, "--space", str(chiefs_space), "--chief", address],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        worker = subprocess.run(
+            [*common, "--space", str(other), "--worker", address, "--tuner-id", "w0"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    finally:
+        chief.kill()
+        chief.wait()
+    assert worker.returncode == 2, worker.stderr
+    assert "error: This worker's search space is not the chief's (space digest" in worker.stderr
+    assert "pass every worker the chief's --space file" in worker.stderr
+    assert not (tmp_path / "tune" / "trials").exists()  # it trained nothing

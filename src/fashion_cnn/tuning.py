@@ -32,6 +32,7 @@ BEST_RECIPE = "best_recipe.toml"
 REPORT_FILE = "tune_report.html"
 RESULTS_FILE = "results.json"
 TRIALS_DIR = "trials"  # one run folder per trial
+SPACE_DIGEST = "fashion_cnn/space_digest"  # a fixed hyperparameter of the chief's oracle
 PROJECT = "search"  # KerasTuner's project folder inside --out
 SAVE_EVERY_S = 5.0  # how often the budget spent is recorded
 
@@ -112,6 +113,9 @@ def make_oracle(space: SearchSpace, options: TuneOptions, deadline: float):
 
     hp = kt.HyperParameters()
     declare(hp, space)
+    # What the workers check their own space file against (`check_worker_space`): the
+    # chief hands out only the tuned values, each worker adds its file's fixed settings.
+    hp.Fixed(SPACE_DIGEST, space.digest())
     objective = kt.Objective(OBJECTIVE, direction="max")
     common = {"objective": objective, "seed": options.seed, "hyperparameters": hp}
     common["allow_new_entries"] = False
@@ -266,6 +270,7 @@ def search(
         write_json(out / STATE_FILE, {"elapsed_s": used + time.monotonic() - start})
 
     if is_worker:
+        check_worker_space(space, tuner.oracle.get_space())
         tuner.search(data)
         return {"role": "worker", "tuner_id": tuner.tuner_id}
 
@@ -294,6 +299,25 @@ def search(
         stop.set()
         save_elapsed()
     return summarize(tuner.oracle, space, out)
+
+
+def check_worker_space(space: SearchSpace, chief_hp) -> None:
+    """Raises ConfigError if this worker's space file is not the chief's: its trials would
+    train other settings than the chief records. (A search started before the chief
+    published its digest is not checked.)
+
+    Args:
+        space: this worker's search space.
+        chief_hp: the chief oracle's `HyperParameters`.
+    """
+    digest = chief_hp.values.get(SPACE_DIGEST)
+    if digest is not None and digest != space.digest():
+        raise ConfigError(
+            f"This worker's search space is not the chief's (space digest "
+            f"{space.digest()[:12]} here, {digest[:12]} at the chief): its trials would "
+            "train other settings than the chief records. To fix it: pass every worker the "
+            "chief's --space file."
+        )
 
 
 def _base_trial(space: SearchSpace, done: list[dict]) -> dict | None:
