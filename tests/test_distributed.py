@@ -74,6 +74,32 @@ def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
     assert read_json(out / "metrics.json")["test_accuracy"] > 0.5  # chance is 0.1
 
 
+@pytest.mark.realdata
+def test_workers_started_with_different_settings_are_refused(real_data, tmp_path):
+    hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    argv = [
+        sys.executable, "-m", "fashion_cnn", "train", "--recipe", "seed", "--train-subset",
+        "2000", "--strategy", "multiworker", "--workers", hosts, "--out", str(tmp_path / "run"),
+        "--no-download",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_CONFIG", None)
+    procs = [
+        subprocess.Popen([*argv, "--rank", str(rank), "--epochs", str(1 + rank)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in range(2)
+    ]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [2, 2], logs
+    for log in logs:
+        assert "error: The workers of this multi-worker run were started with different" in log
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
 def test_multiworker_needs_a_cluster(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     argv = ["train", "--strategy", "multiworker", "--out", str(tmp_path / "r")]
@@ -144,12 +170,17 @@ def test_mirrored_strategy_on_local_devices(synthetic_data, tmp_path):
     assert (run / "model.keras").is_file() and len(history["val_accuracy"]) == 1
 
 
-def test_multi_worker_run_with_sam_is_refused_before_training(synthetic_data, tmp_path):
+def test_multi_worker_run_with_sam_is_refused_before_training(
+    synthetic_data, tmp_path, monkeypatch
+):
     from types import SimpleNamespace
 
+    from fashion_cnn import train as train_mod
     from fashion_cnn.config import TrainConfig
     from fashion_cnn.errors import RunError
     from fashion_cnn.train import train
+
+    monkeypatch.setattr(train_mod, "check_same_config", lambda *_: None)  # no real cluster
 
     config = TrainConfig(recipe="t", epochs=1, batch_size=64, scale=1 / 255, sam=0.05)
     two_replicas = SimpleNamespace(num_replicas_in_sync=2, cluster_resolver=None)

@@ -11,6 +11,7 @@ own preemption notice: a worker started alone, or with a mistyped address, hangs
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -120,6 +121,36 @@ def make_strategy(
         "ports reach each other, or wait longer with --wait-minutes.",
     ):
         return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_same_config(strategy, config: dict) -> None:
+    """Raises FashionCnnError on every worker of a multi-worker `strategy` unless all of
+    them train the same `config` (a worker started with another --epochs, recipe or seed
+    would otherwise train its replica of the model with other settings, silently). Every
+    worker must call this: it is two collective all-reduces.
+
+    Args:
+        strategy: a `tf.distribute` strategy.
+        config: this worker's resolved config, as `TrainConfig.to_dict()` gives it.
+    """
+    import tensorflow as tf
+
+    def total(value: float) -> float:
+        per_replica = strategy.experimental_distribute_values_from_function(
+            lambda _: tf.constant(value, tf.float32)
+        )
+        return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+
+    n = strategy.num_replicas_in_sync
+    text = json.dumps(config, sort_keys=True)
+    digest = int(hashlib.sha256(text.encode()).hexdigest()[:5], 16)  # < 2**20: exact in float32
+    mine_is_the_mean = total(float(digest)) == n * digest
+    if total(0.0 if mine_is_the_mean else 1.0) > 0:  # a second round, so all workers agree
+        raise FashionCnnError(
+            "The workers of this multi-worker run were started with different settings (this "
+            f"worker's config digest: {digest:05x}). To fix it: start every worker with the "
+            "same command, only --rank differing."
+        )
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from fashion_cnn.batches import (
     without_autotune,
 )
 from fashion_cnn.calibrate import calibrate
+from fashion_cnn.cluster import check_same_config
 from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
 from fashion_cnn.errors import DamagedFileError, RunError
@@ -210,11 +211,14 @@ def train(
     Raises:
         RunError: `out_dir` holds a run with a different config, or an unfinished
             multi-worker run (those cannot resume), or `sam` with several replicas.
+        FashionCnnError: the workers of a multi-worker run have different configs.
     """
     requested = config.validate().precision
     config = for_this_machine(config)
-    if requested == "auto" and strategy is not None and strategy.num_replicas_in_sync > 1:
-        config = config.replace(precision=agreed_precision(strategy, config.precision))
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        if requested == "auto":
+            config = config.replace(precision=agreed_precision(strategy, config.precision))
+        check_same_config(strategy, config.to_dict())
     if strategy is not None and not is_chief(strategy):
         import tempfile
 
