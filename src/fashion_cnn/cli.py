@@ -219,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         "in float and uses 7-bit weights, which give the same answers on CPUs with and "
         "without VNNI",
     )
-    p.add_argument("--out", help="export folder (default: RUN/exports/FORMAT[-int8])")
+    p.add_argument(
+        "--out",
+        help="export folder (default: RUN/exports/FORMAT[-int8], where `predict` and `serve` "
+        "look for it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     _add_data_args(p)
     p.set_defaults(func=commands.cmd_export)

@@ -243,7 +243,8 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
         flag = f" --quantize {quant}" if quant else ""
         raise RunError(
             f"Run {run_dir} has no {name} export ({path} is missing). Create it with "
-            f"`fashion-cnn export {run_dir} --format {fmt}{flag}`."
+            f"`fashion-cnn export {run_dir} --format {fmt}{flag}` (an export written "
+            "elsewhere with --out is not looked for)."
         )
     if name == "onnx-int8" and not _has_quantization_record(folder):
         log.warning(
