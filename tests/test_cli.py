@@ -137,6 +137,20 @@ def test_stdin_input_needs_a_pipe_and_is_read_once(tmp_path, capsys, monkeypatch
     assert "`-` (standard input) can be given once" in capsys.readouterr().err
 
 
+def test_an_os_error_nobody_named_is_still_a_message(monkeypatch, capsys):
+    from fashion_cnn import commands
+
+    def broken(args):
+        raise PermissionError(13, "Permission denied", "/somewhere/file")
+
+    monkeypatch.setattr(commands, "cmd_data", broken)
+    assert main(["data"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: [Errno 13] Permission denied: '/somewhere/file'. (Run with -v for the details.)\n"
+    )
+
+
 def test_missing_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), "--no-download"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -33,6 +33,22 @@ def test_a_damaged_json_file_is_named(tmp_path, content, problem):
     assert "To fix it: restore the file" in str(e.value)
 
 
+def test_a_full_disk_is_an_output_error_and_the_old_file_stays(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"old": 1})
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io_utils.os, "fsync", full)
+    with pytest.raises(OutputError, match=r"Cannot write .*metrics.json: No space left on dev"):
+        write_json(path, {"new": 2})
+    assert read_json(path) == {"old": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
 def test_make_folder_creates_parents_and_accepts_an_existing_folder(tmp_path):
     path = tmp_path / "a" / "b"
     assert check_folder(path, "Run folder", "--out") == path

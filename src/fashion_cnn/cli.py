@@ -244,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FashionCnnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # one the library did not name: still a message, not a traceback
+        logging.getLogger("fashion_cnn").debug("details", exc_info=True)
+        print(f"error: {e}. (Run with -v for the details.)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -19,12 +19,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file keeps `path`'s suffix (Keras checks `.keras`), lives in the same
     folder (so the rename is atomic) and is removed if the block raises.
+
+    Raises:
+        OutputError: the file cannot be written (e.g. the disk is full); `path` is as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -35,9 +41,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a quota, a read-only file system...
+        raise _cannot_write(path, e) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _cannot_write(path: Path, error: OSError) -> OutputError:
+    return OutputError(
+        f"Cannot write {path}: {error.strerror or error} (the file is as it was). To fix "
+        "it: free space (or get write access) there, then run the command again."
+    )
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
