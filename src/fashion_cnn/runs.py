@@ -159,7 +159,8 @@ def evaluate_run(
         data.x_test,
         np.asarray(data.y_test),
         y_pred,
-        title=f"fashion-cnn: {run.name}",
+        title=f"fashion-cnn: {run.name}"
+        + ("" if checkpoint == "final" else f" ({checkpoint} checkpoint)"),
         cams=cams,
         robustness=robustness,
     )
