@@ -66,6 +66,10 @@ def test_local_search_resume_and_changed_space(real_data, tmp_path):
     assert more["completed"] == 3
     assert [t["val_accuracy"] for t in more["trials"][:2]] == scores
 
+    # so is another tuner (KerasTuner's reload failed with a RuntimeError traceback)
+    with pytest.raises(RunError, match="started with --tuner random.*pass --tuner random"):
+        search(space, real_data, out, TuneOptions(tuner="bayesian", max_trials=3, seed=3))
+
     # a changed space is detected instead of silently ignored
     changed = load_space(write_space(tmp_path, TINY.replace("3e-3", "1e-2"), "changed.toml"))
     with pytest.raises(RunError, match="search space differs"):
