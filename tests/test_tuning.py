@@ -69,6 +69,8 @@ def test_local_search_resume_and_changed_space(real_data, tmp_path):
     # so is another tuner (KerasTuner's reload failed with a RuntimeError traceback)
     with pytest.raises(RunError, match="started with --tuner random.*pass --tuner random"):
         search(space, real_data, out, TuneOptions(tuner="bayesian", max_trials=3, seed=3))
+    with pytest.raises(RunError, match="started with --seed 3.*not with --seed 4.*--seed 3"):
+        search(space, real_data, out, TuneOptions(tuner="random", max_trials=3, seed=4))
 
     # a changed space is detected instead of silently ignored
     changed = load_space(write_space(tmp_path, TINY.replace("3e-3", "1e-2"), "changed.toml"))

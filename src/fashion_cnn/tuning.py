@@ -228,13 +228,14 @@ def _check_out(out: Path, space: SearchSpace, options: TuneOptions) -> float:
                 f"{saved.get('space')}). KerasTuner would silently keep the old space: use "
                 f"another --out, or pass --overwrite to start a fresh search."
             )
-        if saved.get("tuner", options.tuner) != options.tuner:  # recorded since 2026-11-28
-            raise RunError(
-                f"The search in {out} was started with --tuner {saved['tuner']}, and "
-                f"KerasTuner cannot continue it as {options.tuner}. To fix it: pass --tuner "
-                f"{saved['tuner']} to continue it, use another --out, or pass --overwrite to "
-                "start a fresh search."
-            )
+        for flag, now in (("tuner", options.tuner), ("seed", options.seed)):
+            if saved.get(flag, now) != now:  # recorded since 2026-11-28
+                raise RunError(
+                    f"The search in {out} was started with --{flag} {saved[flag]}, and "
+                    f"KerasTuner continues it from its saved state, not with --{flag} {now}. "
+                    f"To fix it: pass --{flag} {saved[flag]} to continue it, use another "
+                    "--out, or pass --overwrite to start a fresh search."
+                )
     if state_path.exists():
         return float(read_json(state_path).get("elapsed_s", 0.0))
     return 0.0
@@ -268,7 +269,12 @@ def search(
     make_folder(out, "Search folder", "--out")  # before `_check_out` looks inside it
     used = 0.0 if is_worker else _check_out(out, space, options)
     if not is_worker:
-        record = {"digest": space.digest(), "space": space.to_dict(), "tuner": options.tuner}
+        record = {
+            "digest": space.digest(),
+            "space": space.to_dict(),
+            "tuner": options.tuner,
+            "seed": options.seed,
+        }
         write_json(out / SPACE_FILE, record)
     start = time.monotonic()
     deadline = start + options.budget_minutes * 60 - used
