@@ -36,6 +36,23 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _run_workers(commands: list[list[str]], timeout: int = 400) -> tuple[list, list[str]]:
+    """Runs one worker process per command at once; returns their exit codes and output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("TF_CONFIG", None)
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+        for command in commands
+    ]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [p.returncode for p in procs], logs
+
+
 @pytest.mark.realdata
 def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
     hosts = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
@@ -46,19 +63,8 @@ def test_two_workers_train_one_run_folder(real_data, tmp_path, capsys):
         "--verbosity", "2", "--strategy", "multiworker", "--workers", hosts, "--out", str(out),
         "--no-download",
     ]  # fmt: skip
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("TF_CONFIG", None)
-    procs = [
-        subprocess.Popen([*argv, "--rank", str(rank)], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-        for rank in range(2)
-    ]  # fmt: skip
-    try:
-        logs = [p.communicate(timeout=400)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], logs
+    codes, logs = _run_workers([[*argv, "--rank", str(rank)] for rank in range(2)])
+    assert codes == [0, 0], logs
     for rank, log in enumerate(logs):
         assert f"multi-worker training: worker {rank} of 2" in log, log
     # one run folder, in the single-machine format, written by the chief (worker 0) only
@@ -82,19 +88,10 @@ def test_workers_started_with_different_settings_are_refused(real_data, tmp_path
         "2000", "--strategy", "multiworker", "--workers", hosts, "--out", str(tmp_path / "run"),
         "--no-download",
     ]  # fmt: skip
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("TF_CONFIG", None)
-    procs = [
-        subprocess.Popen([*argv, "--rank", str(rank), "--epochs", str(1 + rank)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for rank in range(2)
-    ]  # fmt: skip
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [2, 2], logs
+    codes, logs = _run_workers(
+        [[*argv, "--rank", str(rank), "--epochs", str(1 + rank)] for rank in range(2)]
+    )
+    assert codes == [2, 2], logs
     for log in logs:
         assert "error: The workers of this multi-worker run were started with different" in log
     assert not (tmp_path / "run" / "model.keras").exists()
