@@ -19,6 +19,7 @@ import select
 import signal
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 
 from fashion_cnn.errors import FashionCnnError
@@ -172,7 +173,11 @@ def watchdog(timeout_s: float, message: str) -> Iterator[None]:
     read_end, write_end = os.pipe()
     # Ctrl-C is held back over the fork, until the watchdog has its handler in place
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a process with threads (TensorFlow's) may deadlock
+        # the child; this child takes no lock: it only selects, writes, kills and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the watchdog: plain os calls only, then os._exit
         try:
             os.close(write_end)
