@@ -97,8 +97,11 @@ def isolated(monkeypatch, tmp_path):
 
 def test_find_data_order(isolated, monkeypatch):
     tmp = isolated
-    with pytest.raises(DataError, match="was not found"):
+    with pytest.raises(DataError, match=r"was not found.*run `fashion-cnn data` \(it downl"):
         D.find_data(download=False)
+    (tmp / "a.gz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"a.gz \(--data-dir\) is a file, not a folder"):
+        D.find_data(tmp / "a.gz", download=False)
     small_specs(_mk(tmp / "keras/datasets/fashion-mnist"))
     assert D.find_data(download=False)[1] == "Keras cache"
     small_specs(_mk(tmp / "debian"))

@@ -243,6 +243,11 @@ def find_data(data_dir: str | os.PathLike | None = None, download: bool = True) 
         # An explicit folder must work; a default one is used when it has any of the files,
         # so a corrupt copy is reported instead of quietly replaced.
         if data_dir or os.environ.get("FASHION_MNIST_DIR") or _has_any_file(path):
+            if path.exists() and not path.is_dir():
+                raise DataError(
+                    f"{path} ({how}) is a file, not a folder. To fix it: pass the folder "
+                    "that holds the four Fashion-MNIST .gz files."
+                )
             return path, how
     if download:
         dest = keras_cache_dir()
@@ -252,7 +257,8 @@ def find_data(data_dir: str | os.PathLike | None = None, download: bool = True) 
     raise DataError(
         f"Fashion-MNIST was not found (looked in {looked}). To fix it: `{APT_HINT}`, or "
         f"pass a folder with the four original .gz files as `--data-dir` / FASHION_MNIST_DIR, "
-        f"or run `fashion-cnn data --download` on a machine with internet access."
+        f"or run `fashion-cnn data` (it downloads a verified copy) on a machine with "
+        f"internet access."
     )
 
 
