@@ -321,3 +321,29 @@ def test_kill_9_then_rerun_resumes_to_the_same_weights(real_data, tmp_path):
     b = keras.models.load_model(tmp_path / "straight" / "model.keras")
     for wa, wb in zip(a.weights, b.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))
+
+
+def test_messages_name_only_flags_that_exist():
+    # an error once told users to run `fashion-cnn data --download`, which no parser had
+    import argparse
+    import re
+    from pathlib import Path
+
+    import fashion_cnn
+    from fashion_cnn.cli import build_parser
+
+    options = set()
+    for action in build_parser()._actions:
+        options.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for a in sub._actions:
+                    options.update(a.option_strings)
+    others = {"--factory"}  # uvicorn's, in a docstring
+    named = {
+        (m.group(), path.name)
+        for path in Path(fashion_cnn.__file__).parent.rglob("*.py")
+        for m in re.finditer(r"(?<![\w-])--[a-z][a-z0-9-]+", path.read_text())
+    }
+    assert {(f, file) for f, file in named if f not in options | others} == set()
+    assert len(named) > 30  # the scan finds the flags the messages name
