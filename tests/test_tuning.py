@@ -38,6 +38,16 @@ def test_overwrite_deletes_nothing_in_a_folder_that_is_no_search(tmp_path):
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
+def test_a_search_folder_is_searched_by_one_process_at_a_time(tmp_path):
+    from fashion_cnn.run_folder import locked
+
+    space = load_space(write_space(tmp_path))
+    with locked(tmp_path / "tune", "Search folder", "searched"):  # as another `tune` would
+        with pytest.raises(RunError, match=r"Search folder .*tune is being searched by anoth"):
+            search(space, None, tmp_path / "tune", TuneOptions())
+    assert not (tmp_path / "tune" / "space.json").exists()  # it touched nothing
+
+
 def test_local_search_resume_and_changed_space(real_data, tmp_path):
     space = load_space(write_space(tmp_path))
     out = tmp_path / "tune"

@@ -151,9 +151,9 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
+def locked(run_dir: Path, what: str = "Run folder", activity: str = "trained") -> Iterator[None]:
     """Holds the run folder for one training process: two at once would overwrite each
-    other's checkpoints.
+    other's checkpoints. (`tune` holds its search folder the same way.)
 
     The lock is the operating system's (`filelock`, i.e. `flock` or its Windows
     equivalent) on the folder's `.lock` file, so it ends with its process, even one that
@@ -162,6 +162,10 @@ def locked(run_dir: Path) -> Iterator[None]:
 
     Where the file system has no locks (filelock 3 without `flock`, e.g. some network
     file systems), it warns and trains without one.
+
+    Args:
+        run_dir: the folder.
+        what, activity: for the message, e.g. "Search folder" and "searched".
 
     Raises:
         RunError: another running process holds the folder.
@@ -176,14 +180,12 @@ def locked(run_dir: Path) -> Iterator[None]:
             holder = pid_file.read_text().strip()
         who = f" (id {holder})" if holder.isdigit() else ""
         raise RunError(
-            f"Run folder {run_dir} is being trained by another process{who}. To fix it: wait "
-            f"for that run to end, or use another --out folder."
+            f"{what} {run_dir} is being {activity} by another process{who}. To fix it: wait "
+            f"for that process to end, or use another --out folder."
         ) from None
     except NotImplementedError as e:  # filelock 3 on a file system without `flock`
         log.warning(
-            "Run folder %s cannot be locked (%s): make sure no other process trains it.",
-            run_dir,
-            e,
+            "%s %s cannot be locked (%s): make sure no other process uses it.", what, run_dir, e
         )
         lock = None
     if lock is None:

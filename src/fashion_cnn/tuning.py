@@ -20,6 +20,7 @@ from fashion_cnn.config import TrainConfig, check_seed
 from fashion_cnn.data import Dataset
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import make_folder, read_json, write_json, write_text
+from fashion_cnn.run_folder import locked
 from fashion_cnn.tune_space import SearchSpace, base_config, declare
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,9 @@ def search(
 
     Returns:
         The summary (see `summarize`); on a distributed worker only {"role": "worker"}.
+
+    Raises:
+        RunError: another process searches `out_dir` now, or it holds another search.
     """
     from keras_tuner.src.distribute import utils as dist_utils
 
@@ -267,6 +271,15 @@ def search(
     if is_worker:  # a worker must never wipe the (possibly shared) search folder
         options = dataclasses.replace(options, overwrite=False)
     make_folder(out, "Search folder", "--out")  # before `_check_out` looks inside it
+    if is_worker:  # the chief holds the folder: several workers may share it
+        return _search(space, data, out, options, is_worker)
+    with locked(out, "Search folder", "searched"):  # by one local search or chief at a time
+        return _search(space, data, out, options, is_worker)
+
+
+def _search(space, data, out: Path, options: TuneOptions, is_worker: bool) -> dict:
+    from keras_tuner.src.distribute import utils as dist_utils
+
     used = 0.0 if is_worker else _check_out(out, space, options)
     if not is_worker:
         record = {
