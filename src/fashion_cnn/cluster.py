@@ -124,6 +124,18 @@ def make_strategy(
         return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def replica_sum(strategy, value: float) -> float:
+    """The sum of `value` over all replicas of `strategy`, every worker's included. Every
+    worker must call it at the same point: it is a collective all-reduce (which supports
+    only SUM and MEAN across workers)."""
+    import tensorflow as tf
+
+    per_replica = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant(value, tf.float32)
+    )
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+
+
 def check_same_config(strategy, config: dict) -> None:
     """Raises FashionCnnError on every worker of a multi-worker `strategy` unless all of
     them train the same `config` (a worker started with another --epochs, recipe or seed
@@ -134,19 +146,12 @@ def check_same_config(strategy, config: dict) -> None:
         strategy: a `tf.distribute` strategy.
         config: this worker's resolved config, as `TrainConfig.to_dict()` gives it.
     """
-    import tensorflow as tf
-
-    def total(value: float) -> float:
-        per_replica = strategy.experimental_distribute_values_from_function(
-            lambda _: tf.constant(value, tf.float32)
-        )
-        return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
-
     n = strategy.num_replicas_in_sync
     text = json.dumps(config, sort_keys=True)
     digest = int(hashlib.sha256(text.encode()).hexdigest()[:5], 16)  # < 2**20: exact in float32
-    mine_is_the_mean = total(float(digest)) == n * digest
-    if total(0.0 if mine_is_the_mean else 1.0) > 0:  # a second round, so all workers agree
+    mine_is_the_mean = replica_sum(strategy, float(digest)) == n * digest
+    # a second round, so that all workers reach the same verdict
+    if replica_sum(strategy, 0.0 if mine_is_the_mean else 1.0) > 0:
         raise FashionCnnError(
             "The workers of this multi-worker run were started with different settings (this "
             f"worker's config digest: {digest:05x}). To fix it: start every worker with the "

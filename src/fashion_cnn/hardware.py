@@ -131,14 +131,9 @@ def agreed_precision(strategy, local: str) -> str:
     Returns:
         "mixed_bfloat16" or "float32", the same on every worker.
     """
-    import tensorflow as tf
+    from fashion_cnn.cluster import replica_sum
 
-    lacking = 0.0 if local == "mixed_bfloat16" else 1.0
-    per_replica = strategy.experimental_distribute_values_from_function(
-        lambda _: tf.constant(lacking)
-    )
-    # A sum, since collective all-reduce across workers supports only SUM and MEAN.
-    without_bf16 = float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+    without_bf16 = replica_sum(strategy, 0.0 if local == "mixed_bfloat16" else 1.0)
     chosen = "mixed_bfloat16" if without_bf16 == 0 else "float32"
     if chosen != local:
         log.info(
