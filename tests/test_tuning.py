@@ -13,6 +13,7 @@ import pytest
 from fashion_cnn.config import load_config
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import read_json
+from fashion_cnn.tune_folder import STATE_FILE
 from fashion_cnn.tune_space import load_space
 from fashion_cnn.tuning import TuneOptions, search
 from test_tune_space import TINY, write_space
@@ -133,7 +134,7 @@ def test_killed_search_resumes_its_trial_and_budget(real_data, monkeypatch, tmp_
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             time.sleep(0.3)  # the process dies here, mid-trial, without any clean-up:
-            seen["state"] = read_json(out / tuning.STATE_FILE)  # the budget is on disk
+            seen["state"] = read_json(out / STATE_FILE)  # the budget is on disk
             raise KeyboardInterrupt
 
     def killed_train(config, data, run, **kwargs):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +20,26 @@ from fashion_cnn.data import Dataset
 from fashion_cnn.errors import ConfigError, RunError
 from fashion_cnn.io_utils import make_folder, read_json, write_json, write_text
 from fashion_cnn.run_folder import locked
+from fashion_cnn.tune_folder import (
+    BEST_RECIPE,
+    PROJECT,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SPACE_DIGEST,
+    TRIALS_DIR,
+    TUNER_ID_FILE,
+    check_search_folder,
+    check_worker_space,
+    ran_by,
+    record_elapsed,
+    record_search,
+)
 from fashion_cnn.tune_space import SearchSpace, base_config, declare
 
 log = logging.getLogger(__name__)
 
 TUNERS = ("hyperband", "bayesian", "random")
 OBJECTIVE = "val_accuracy"
-SPACE_FILE = "space.json"
-STATE_FILE = "tune_state.json"
-BEST_RECIPE = "best_recipe.toml"
-REPORT_FILE = "tune_report.html"
-RESULTS_FILE = "results.json"
-TRIALS_DIR = "trials"  # one run folder per trial
-SPACE_DIGEST = "fashion_cnn/space_digest"  # a fixed hyperparameter of the chief's oracle
-PROJECT = "search"  # KerasTuner's project folder inside --out
 SAVE_EVERY_S = 5.0  # how often the budget spent is recorded
 
 
@@ -157,7 +162,7 @@ def make_tuner(space: SearchSpace, options: TuneOptions, out: Path, deadline: fl
             config = for_this_machine(trial_config(space, trial.hyperparameters))
             run = out / TRIALS_DIR / trial.trial_id
             run.mkdir(parents=True, exist_ok=True)
-            write_text(run / "tuner_id.txt", self.tuner_id)  # who ran it
+            write_text(run / TUNER_ID_FILE, self.tuner_id)  # who ran it
             # A trial cut off by an interruption is handed out again on resume: continue it
             # from its last epoch rather than start over, when its config is the same.
             resumable = saved_config(run) == config.to_dict()
@@ -202,46 +207,6 @@ def _progress(oracle, options: TuneOptions, deadline: float, who: str) -> None:
     )
 
 
-def _check_out(out: Path, space: SearchSpace, options: TuneOptions) -> float:
-    """Checks `out` against the space; returns the budget seconds already used there."""
-    state_path = out / STATE_FILE
-    if options.overwrite and out.exists():
-        ours = (STATE_FILE, BEST_RECIPE, REPORT_FILE, RESULTS_FILE, TRIALS_DIR, PROJECT)
-        found = [name for name in ours if (out / name).exists()]
-        if found and not (out / SPACE_FILE).exists():
-            # not a search folder (each search writes space.json first): never delete there
-            raise RunError(
-                f"Search folder {out} has no {SPACE_FILE}, so it is not a search's, and "
-                f"--overwrite would delete what is yours there ({', '.join(found)}). To fix "
-                "it: pass --out a new folder, or one that `fashion-cnn tune` wrote."
-            )
-        for name in (SPACE_FILE, *ours):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-            else:
-                (out / name).unlink(missing_ok=True)
-        return 0.0
-    if (out / SPACE_FILE).exists():
-        saved = read_json(out / SPACE_FILE)
-        if saved.get("digest") != space.digest():
-            raise RunError(
-                f"The search space differs from the one {out} was started with (saved: "
-                f"{saved.get('space')}). KerasTuner would silently keep the old space: use "
-                f"another --out, or pass --overwrite to start a fresh search."
-            )
-        for flag, now in (("tuner", options.tuner), ("seed", options.seed)):
-            if saved.get(flag, now) != now:  # recorded since 2026-11-28
-                raise RunError(
-                    f"The search in {out} was started with --{flag} {saved[flag]}, and "
-                    f"KerasTuner continues it from its saved state, not with --{flag} {now}. "
-                    f"To fix it: pass --{flag} {saved[flag]} to continue it, use another "
-                    "--out, or pass --overwrite to start a fresh search."
-                )
-    if state_path.exists():
-        return float(read_json(state_path).get("elapsed_s", 0.0))
-    return 0.0
-
-
 def search(
     space: SearchSpace,
     data: Dataset | None,
@@ -270,7 +235,7 @@ def search(
     is_worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
     if is_worker:  # a worker must never wipe the (possibly shared) search folder
         options = dataclasses.replace(options, overwrite=False)
-    make_folder(out, "Search folder", "--out")  # before `_check_out` looks inside it
+    make_folder(out, "Search folder", "--out")  # before it is checked
     if is_worker:  # the chief holds the folder: several workers may share it
         return _search(space, data, out, options, is_worker)
     with locked(out, "Search folder", "searched"):  # by one local search or chief at a time
@@ -280,21 +245,16 @@ def search(
 def _search(space, data, out: Path, options: TuneOptions, is_worker: bool) -> dict:
     from keras_tuner.src.distribute import utils as dist_utils
 
-    used = 0.0 if is_worker else _check_out(out, space, options)
+    used = 0.0
     if not is_worker:
-        record = {
-            "digest": space.digest(),
-            "space": space.to_dict(),
-            "tuner": options.tuner,
-            "seed": options.seed,
-        }
-        write_json(out / SPACE_FILE, record)
+        used = check_search_folder(out, space, options.tuner, options.seed, options.overwrite)
+        record_search(out, space, options.tuner, options.seed)
     start = time.monotonic()
     deadline = start + options.budget_minutes * 60 - used
     tuner = make_tuner(space, options, out, deadline)
 
     def save_elapsed():
-        write_json(out / STATE_FILE, {"elapsed_s": used + time.monotonic() - start})
+        record_elapsed(out, used + time.monotonic() - start)
 
     if is_worker:
         check_worker_space(space, tuner.oracle.get_space())
@@ -328,25 +288,6 @@ def _search(space, data, out: Path, options: TuneOptions, is_worker: bool) -> di
     return summarize(tuner.oracle, space, out)
 
 
-def check_worker_space(space: SearchSpace, chief_hp) -> None:
-    """Raises ConfigError if this worker's space file is not the chief's: its trials would
-    train other settings than the chief records. (A search started before the chief
-    published its digest is not checked.)
-
-    Args:
-        space: this worker's search space.
-        chief_hp: the chief oracle's `HyperParameters`.
-    """
-    digest = chief_hp.values.get(SPACE_DIGEST)
-    if digest is not None and digest != space.digest():
-        raise ConfigError(
-            f"This worker's search space is not the chief's (space digest "
-            f"{space.digest()[:12]} here, {digest[:12]} at the chief): its trials would "
-            "train other settings than the chief records. To fix it: pass every worker the "
-            "chief's --space file."
-        )
-
-
 def _base_trial(space: SearchSpace, done: list[dict]) -> dict | None:
     """The completed trial that ran the base recipe's own values (trial 0 of a random or
     Bayesian search), if any."""
@@ -356,11 +297,6 @@ def _base_trial(space: SearchSpace, done: list[dict]) -> dict | None:
     declare(hp, space)
     defaults = {h.name: h.default for h in hp.space}
     return next((t for t in done if t["values"] == defaults), None)
-
-
-def _ran_by(run: Path) -> str | None:
-    path = run / "tuner_id.txt"
-    return path.read_text() if path.exists() else None  # absent: on another machine
 
 
 def summarize(oracle, space: SearchSpace, out: Path) -> dict:
@@ -384,7 +320,7 @@ def summarize(oracle, space: SearchSpace, out: Path) -> dict:
                 "epochs": metrics.get("epochs"),
                 "val_accuracy": metrics.get(OBJECTIVE),
                 "train_seconds": metrics.get("train_seconds"),
-                "ran_by": _ran_by(out / TRIALS_DIR / trial_id),
+                "ran_by": ran_by(out / TRIALS_DIR / trial_id),
             }
         )
     done = [t for t in trials if t["val_accuracy"] is not None]
