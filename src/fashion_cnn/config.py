@@ -20,11 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion_cnn.errors import ConfigError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from fashion_cnn.io_utils import read_table, tomllib
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
@@ -337,40 +333,6 @@ def load_recipe(name: str) -> TrainConfig:
             f"{config.recipe_version}; expected {version}"
         )
     return config
-
-
-def read_table(path: Path, what: str) -> dict[str, Any]:
-    """The table of keys in a `.toml` or `.json` file.
-
-    Args:
-        path: the file.
-        what: what to call it in errors, e.g. "config file".
-
-    Raises:
-        ConfigError: another suffix, an unreadable file, text that is not UTF-8, bad
-            syntax, or a file that holds something other than a table.
-    """
-    kind = {".toml": "TOML", ".json": "JSON"}.get(path.suffix.lower())
-    if kind is None:
-        raise ConfigError(
-            f"Cannot read {what} {path}: expected a .toml or .json file, "
-            f"received {path.suffix or 'no suffix'}"
-        )
-    try:
-        text = path.read_text("utf-8")
-    except OSError as e:
-        raise ConfigError(f"Cannot read {what} {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"Cannot read {what} {path}: it is not UTF-8 text ({e.reason})") from None
-    try:
-        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{what.capitalize()} {path} is not valid {kind}: {e}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"{what.capitalize()} {path} must hold a table of keys, got {type(values).__name__}"
-        )
-    return values
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:

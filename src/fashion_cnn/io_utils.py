@@ -1,5 +1,5 @@
 """Atomic file writes (an artifact is either the old complete file or the new complete
-file), and the folders they go into."""
+file), the folders they go into, and reading back JSON and TOML files with clear errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from fashion_cnn.errors import DamagedFileError, OutputError
+from fashion_cnn.errors import ConfigError, DamagedFileError, OutputError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 
 @contextlib.contextmanager
@@ -89,6 +95,40 @@ def read_json(path: str | os.PathLike) -> dict:
         "to and run again the command that wrote it (for a run folder: `fashion-cnn train` "
         "with --overwrite)."
     )
+
+
+def read_table(path: Path, what: str) -> dict[str, Any]:
+    """The table of keys in a `.toml` or `.json` file.
+
+    Args:
+        path: the file.
+        what: what to call it in errors, e.g. "config file".
+
+    Raises:
+        ConfigError: another suffix, an unreadable file, text that is not UTF-8, bad
+            syntax, or a file that holds something other than a table.
+    """
+    kind = {".toml": "TOML", ".json": "JSON"}.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"Cannot read {what} {path}: expected a .toml or .json file, "
+            f"received {path.suffix or 'no suffix'}"
+        )
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"Cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Cannot read {what} {path}: it is not UTF-8 text ({e.reason})") from None
+    try:
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{what.capitalize()} {path} is not valid {kind}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{what.capitalize()} {path} must hold a table of keys, got {type(values).__name__}"
+        )
+    return values
 
 
 def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:

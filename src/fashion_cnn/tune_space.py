@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashion_cnn.config import TrainConfig, load_recipe, read_table
+from fashion_cnn.config import TrainConfig, load_recipe
 from fashion_cnn.errors import ConfigError
+from fashion_cnn.io_utils import read_table
 
 
 @dataclass
