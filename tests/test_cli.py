@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,35 @@ def test_mistakes_are_reported_before_tensorflow_loads(argv, message, tmp_path):
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert done.stdout.split() == ["False", "False"], done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "files"),
+    [
+        (["evaluate"], "`evaluate` writes metrics.json and report.html into it"),
+        (["evaluate", "--checkpoint", "best"], "metrics-best.json and report-best.html"),
+        (["robustness"], "`robustness` writes robustness.json and robustness.html into it"),
+    ],
+)
+def test_a_read_only_run_is_refused_before_the_work(argv, files, tmp_path, monkeypatch, capsys):
+    # evaluate used to compute for minutes, then fail to write metrics.json
+    from fashion_cnn import io_utils, runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "best.keras"):
+        (run / name).write_bytes(b"")
+    monkeypatch.setattr(io_utils.os, "access", lambda path, mode: Path(path) != run)
+
+    def work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(runs, "evaluate_run", work)
+    monkeypatch.setattr(runs, "robustness_run", work)
+    assert main([argv[0], str(run), *argv[1:], "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: Run folder {run} is not writable. " in err and files in err
+    assert f"To fix it: copy the run folder somewhere you can write to (e.g. `cp -r {run} " in err
 
 
 def test_serve_on_a_taken_port_says_so(tmp_path, capsys):
@@ -327,7 +357,6 @@ def test_messages_name_only_flags_that_exist():
     # an error once told users to run `fashion-cnn data --download`, which no parser had
     import argparse
     import re
-    from pathlib import Path
 
     import fashion_cnn
     from fashion_cnn.cli import build_parser

@@ -13,7 +13,7 @@ from pathlib import Path
 from fashion_cnn.config import check_seed
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import check_folder
-from fashion_cnn.run_folder import model_path
+from fashion_cnn.run_folder import evaluation_files, model_path
 
 log = logging.getLogger("fashion_cnn")
 
@@ -95,9 +95,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_run_writable(run: str, command: str, files: str) -> None:
+    """Refuses a run folder that `command` could not write `files` into, before its work."""
+    fix = (
+        f"`{command}` writes {files} into it. To fix it: copy the run folder somewhere you "
+        f"can write to (e.g. `cp -r {run} my-run`), and pass the copy."
+    )
+    check_folder(run, "Run folder", "", fix=fix)
+
+
 def cmd_evaluate(args) -> int:
     model_path(args.run, args.checkpoint)  # a mistyped folder is reported before TF loads
-    from fashion_cnn.runs import evaluate_run, evaluation_files
+    _check_run_writable(args.run, "evaluate", " and ".join(evaluation_files(args.checkpoint)))
+    from fashion_cnn.runs import evaluate_run
 
     data = _load_data(args)
     metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
@@ -182,6 +192,7 @@ def cmd_robustness(args) -> int:
         )
     check_seed(args.seed, "--seed")
     model_path(args.run)  # before TensorFlow loads
+    _check_run_writable(args.run, "robustness", "robustness.json and robustness.html")
     from fashion_cnn.runs import robustness_run
 
     data = _load_data(args)

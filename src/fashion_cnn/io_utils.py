@@ -131,7 +131,7 @@ def read_table(path: Path, what: str) -> dict[str, Any]:
     return values
 
 
-def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
+def check_folder(path: str | os.PathLike, what: str, flag: str, fix: str | None = None) -> Path:
     """`path` where a folder is, or can be created: nothing is created.
 
     Checked before the slow work (loading TensorFlow and the data) so that a mistyped
@@ -141,6 +141,8 @@ def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
         path: the folder.
         what: what it is, for the message (e.g. "Run folder").
         flag: the option that names it, for the fix (e.g. "--out").
+        fix: the message's ending instead of "To fix it: pass FLAG a folder you can write
+            to." (for a folder no option names, such as the run folder `evaluate` writes to).
 
     Returns:
         `path` as a Path.
@@ -150,7 +152,7 @@ def check_folder(path: str | os.PathLike, what: str, flag: str) -> Path:
             is not writable.
     """
     path = Path(path)
-    fix = f"To fix it: pass {flag} a folder you can write to."
+    fix = fix or f"To fix it: pass {flag} a folder you can write to."
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder. {fix}")
     parent = path

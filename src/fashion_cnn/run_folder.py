@@ -28,11 +28,23 @@ BEST_FILE = "best.keras"
 HISTORY_FILE = "history.json"
 STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
+METRICS_FILE = "metrics.json"  # the final model's evaluation
+REPORT_FILE = "report.html"
 CKPT_DIR = "checkpoints"
 LOCK_FILE = ".lock"  # locked by the process that trains the folder (`locked`)
 PID_FILE = ".lock.pid"  # that process's id, while it trains
 #: The Keras models of a finished run, by the name `--checkpoint` takes.
 CHECKPOINTS = {"final": MODEL_FILE, "best": BEST_FILE}
+
+
+def evaluation_files(checkpoint: str = "final") -> tuple[str, str]:
+    """The metrics and report file names of `checkpoint`'s evaluation: `metrics.json` and
+    `report.html` for the final model, `metrics-best.json` and `report-best.html` for the
+    best checkpoint (so that evaluating it never replaces the final model's figures, which
+    the model cards quote)."""
+    if checkpoint == "final":
+        return METRICS_FILE, REPORT_FILE
+    return f"metrics-{checkpoint}.json", f"report-{checkpoint}.html"
 
 
 def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bool = True) -> Path:

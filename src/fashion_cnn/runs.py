@@ -19,22 +19,11 @@ from fashion_cnn.run_folder import (
     CALIBRATION_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
+    METRICS_FILE,
+    evaluation_files,
     model_path,
 )
 from fashion_cnn.tta import tta_mode
-
-METRICS_FILE = "metrics.json"  # the final model's evaluation
-REPORT_FILE = "report.html"
-
-
-def evaluation_files(checkpoint: str = "final") -> tuple[str, str]:
-    """The metrics and report file names of `checkpoint`'s evaluation: `metrics.json` and
-    `report.html` for the final model, `metrics-best.json` and `report-best.html` for the
-    best checkpoint (so that evaluating it never replaces the final model's figures, which
-    the model cards quote)."""
-    if checkpoint == "final":
-        return METRICS_FILE, REPORT_FILE
-    return f"metrics-{checkpoint}.json", f"report-{checkpoint}.html"
 
 
 def final_metrics(run_dir: str | Path) -> dict:
