@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from fashion_cnn.errors import ConfigError
-from fashion_cnn.images import looks_like_fashion_mnist
-from fashion_cnn.robustness import SHIFTS, evaluate_robustness, render_shift
+from fashion_cnn.images import looks_like_fashion_mnist, preprocess
+from fashion_cnn.robustness import SHIFTS, evaluate_robustness, render_photos, render_shift
 
 
 def garment():
@@ -34,7 +34,26 @@ def test_rendering_is_seeded():
         render_shift("noisy", np.stack([garment()]), seed=-1)
 
 
-def test_evaluate_robustness_reports_every_shift():
+def test_threads_render_the_photos_the_report_shows():
+    # each image has its own generator: the result does not depend on the thread count
+    images = np.stack([garment(), garment()[::-1], garment()[:, ::-1]])
+    one = render_shift("rotated_10deg", images, seed=3, workers=1)
+    assert one.shape == (3, 28, 28, 1) and one.dtype == np.uint8
+    np.testing.assert_array_equal(render_shift("rotated_10deg", images, seed=3, workers=3), one)
+    shown = render_photos("rotated_10deg", images, seed=3)  # robustness.html's samples
+    np.testing.assert_array_equal(np.stack([preprocess(p) for p in shown])[..., None], one)
+    # and the first images' photos do not change when more images are rendered
+    np.testing.assert_array_equal(render_shift("rotated_10deg", images[:1], seed=3), one[:1])
+    assert not np.array_equal(render_shift("rotated_10deg", images, seed=4), one)
+
+
+def test_unknown_shift():
+    with pytest.raises(ConfigError, match=r"`name`: expected one of \['photo_white', "):
+        render_shift("sepia", np.stack([garment()]))
+
+
+def test_evaluate_robustness_reports_every_shift(caplog):
+    caplog.set_level("INFO", logger="fashion_cnn.robustness")
     class ByBrightness:
         def __call__(self, x, training=False):
             p = np.full((len(x), 10), 0.01, "float32")
@@ -47,3 +66,6 @@ def test_evaluate_robustness_reports_every_shift():
     assert set(result["shifts"]) == set(SHIFTS)
     for r in result["shifts"].values():
         assert 0 <= r["accuracy"] <= 1 and r["relative"] == r["accuracy"]
+    progress = [r.getMessage() for r in caplog.records if r.name == "fashion_cnn.robustness"]
+    assert len(progress) == len(SHIFTS)  # minutes of work: each shift says when it is done
+    assert progress[0].startswith("robustness: 1/9 shifts done (photo_white: ")

@@ -259,15 +259,13 @@ def render_html(
 def robustness_strip(images: np.ndarray, seed: int = 0) -> Figure:
     """For each shift: a rendered photo of each sample image and what the model saw of it."""
     from fashion_cnn.images import preprocess
-    from fashion_cnn.robustness import SHIFTS
+    from fashion_cnn.robustness import SHIFTS, render_photos
 
     n = len(images)
     fig = Figure(figsize=(2 * n * 1.1 + 2, len(SHIFTS) * 1.2), layout="constrained")
     axes = np.array(fig.subplots(len(SHIFTS), 2 * n, squeeze=False))
-    for row, (name, render) in enumerate(SHIFTS.items()):
-        rng = np.random.default_rng([seed, row])
-        for j, x in enumerate(images):
-            photo = render(x, rng)
+    for row, name in enumerate(SHIFTS):
+        for j, photo in enumerate(render_photos(name, images, seed)):
             axes[row][2 * j].imshow(photo)
             axes[row][2 * j + 1].imshow(preprocess(photo), cmap="gray", vmin=0, vmax=255)
         for ax in axes[row]:
