@@ -54,6 +54,7 @@ def test_unknown_shift():
 
 def test_evaluate_robustness_reports_every_shift(caplog):
     caplog.set_level("INFO", logger="fashion_cnn.robustness")
+
     class ByBrightness:
         def __call__(self, x, training=False):
             p = np.full((len(x), 10), 0.01, "float32")

@@ -105,10 +105,15 @@ def test_seeded_runs_are_bit_identical(reference_run, synthetic_data, tmp_path):
 
 
 def test_evaluate_with_flip_shift_tta_reports_its_18_view_accuracy(
-    reference_run, synthetic_data, tmp_path
+    reference_run, synthetic_data, tmp_path, caplog
 ):
     run = shutil.copytree(reference_run, tmp_path / "run")
+    caplog.set_level("INFO", logger="fashion_cnn.runs")
     metrics = evaluate_run(run, synthetic_data, tta="flip-shift")
+    n = len(synthetic_data.y_test)  # a long silent wait on CPU without this line
+    assert f"evaluating model.keras on {n} test images, 18 views each (flip-shift TTA)" in (
+        caplog.messages
+    )
     probs = predict_proba(load_run_model(run), synthetic_data.x_test, tta="flip-shift")
     assert metrics["tta"] == read_json(run / "metrics.json")["tta"] == "flip-shift"
     assert metrics["test_accuracy"] == (probs.argmax(1) == synthetic_data.y_test).mean()
@@ -117,12 +122,14 @@ def test_evaluate_with_flip_shift_tta_reports_its_18_view_accuracy(
 
 
 def test_evaluating_the_best_checkpoint_keeps_the_final_models_figures(
-    reference_run, synthetic_data, tmp_path
+    reference_run, synthetic_data, tmp_path, caplog
 ):
     run = shutil.copytree(reference_run, tmp_path / "run")
     final = evaluate_run(run, synthetic_data)
     before = (run / "metrics.json").read_bytes(), (run / "report.html").read_bytes()
+    caplog.set_level("INFO", logger="fashion_cnn.runs")
     best = evaluate_run(run, synthetic_data, checkpoint="best")
+    assert f"evaluating best.keras on {len(synthetic_data.y_test)} test images" in caplog.messages
     assert read_json(run / "metrics-best.json") == best and best["checkpoint"] == "best"
     assert (
         "<title>fashion-cnn: run (best checkpoint)</title>"

@@ -17,13 +17,14 @@ from fashion_cnn.io_utils import read_json, write_json, write_text
 from fashion_cnn.models import float32_clone
 from fashion_cnn.run_folder import (
     CALIBRATION_FILE,
+    CHECKPOINTS,
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     evaluation_files,
     model_path,
 )
-from fashion_cnn.tta import tta_mode
+from fashion_cnn.tta import TTA_VIEWS, tta_mode
 
 
 def final_metrics(run_dir: str | Path) -> dict:
@@ -114,6 +115,13 @@ def evaluate_run(
         tta = tta_mode(config.get("tta", False) if tta is None else tta)
     except ValueError as e:
         raise RunError(f"{e} (in {run / CONFIG_FILE} or the `tta` argument)") from None
+    views = len(TTA_VIEWS[tta])
+    log.info(
+        "evaluating %s on %d test images%s",
+        CHECKPOINTS[checkpoint],
+        len(data.y_test),
+        f", {views} views each ({tta} TTA)" if views > 1 else "",
+    )
     probs = predict_proba(model, data.x_test, tta=tta)
     metrics = compute_metrics(probs, data.y_test)
     metrics["checkpoint"] = checkpoint
