@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,9 @@ def _write_onnx(
 ) -> tuple[Path, dict | None]:
     path = folder / ONNX_FILE
     target = folder / "float.onnx" if quantize else path
-    model.export(str(target), format="onnx", verbose=False, input_signature=_signature())
+    with warnings.catch_warnings():  # Keras' tf2onnx shim probes `np.object`: not ours to act on
+        warnings.filterwarnings("ignore", r"In the future `np\.object`", FutureWarning)
+        model.export(str(target), format="onnx", verbose=False, input_signature=_signature())
     _rename_onnx_io(target)
     settings = None
     if quantize:
