@@ -306,7 +306,9 @@ def test_photo_round_trip_keeps_the_class(real_data, tmp_path):
     model = load_run_model(run)
     x = real_data.x_test[:200]
     original = predict_proba(model, x).argmax(1)
-    back = predict_proba(model, render_shift("photo_white", x)).argmax(1)
+    seen, refused = render_shift("photo_white", x)
+    assert not refused.any()
+    back = predict_proba(model, seen).argmax(1)
     # Measured 78.5% for this weak 2-epoch raw-pixel model (the pipeline re-sharpens an
     # already sharpened image); stronger models agree more (BENCHMARKS.md, robustness).
     assert (original == back).mean() >= 0.75, (original == back).mean()

@@ -78,7 +78,9 @@ def test_an_onnx_int8_export_without_its_quantization_record_is_flagged(
         export_run(run, synthetic_data, "onnx", quantize="int8")
     with caplog.at_level("WARNING", logger="fashion_cnn.engines"):
         load_engine(run, "onnx-int8")
-    assert not caplog.records  # made by this version: 7-bit weights, no warning
+    # made by this version: 7-bit weights, no warning (TensorFlow's own, e.g. on retracing
+    # when other tests ran first in this process, are not this test's business)
+    assert not [r for r in caplog.records if r.name.startswith("fashion_cnn")]
     card_path = folder / "card.json"
     card = json.loads(card_path.read_text())
     del card["quantization"]  # as cards of exports made before 7-bit weights

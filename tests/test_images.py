@@ -96,6 +96,41 @@ def test_coloured_background_becomes_black():
     assert out[:, 0].max() <= 5  # padding is background, not grey
 
 
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (Image.new("RGB", (300, 200), (255, 255, 255)), "every pixel is within 5% of the"),
+        (Image.new("RGB", (1, 1), (0, 0, 0)), "every pixel is within 5% of the"),
+        (Image.new("RGB", (40, 4000), (200, 10, 10)), "every pixel is within 5% of the"),
+        (Image.new("RGB", (300, 200), (250, 250, 246)), "every pixel is within 5% of the"),
+        (Image.new("L", (28, 28), 0).convert("RGB"), "the image is one shade"),  # dataset-like
+    ],
+)
+def test_an_image_without_an_item_is_refused(image, message):
+    # a blank photo used to become a black 28x28 input that the model classified anyway
+    with pytest.raises(ImageError, match=f"^photo.png: no item found: {message}"):
+        preprocess(image, "photo.png")
+
+
+def test_a_speck_is_not_an_item():
+    # one dark pixel on white was trimmed to 1x1, scaled to a 28x28 white square: "Bag", 99%
+    im = Image.new("RGB", (400, 300), (255, 255, 255))
+    im.putpixel((200, 100), (0, 0, 0))
+    with pytest.raises(ImageError, match=r"only a 1x1-pixel spot at \(200, 100\) differs from "):
+        preprocess(im, "dust.png")
+    im.paste((0, 0, 0), (200, 100, 219, 102))  # 19 px: under 5% of 400
+    with pytest.raises(ImageError, match="only a 19x2-pixel spot"):
+        preprocess(im)
+    im.paste((0, 0, 0), (200, 100, 220, 102))  # 20 px: an item, however thin
+    assert preprocess(im).max() > 200
+    small = Image.new("RGB", (20, 20), (255, 255, 255))
+    small.paste((0, 0, 0), (5, 5, 7, 7))  # 2x2 is 10% of 20 px, but under 3 pixels
+    with pytest.raises(ImageError, match="only a 2x2-pixel spot"):
+        preprocess(small)
+    small.paste((0, 0, 0), (5, 5, 8, 8))
+    assert preprocess(small).max() > 200
+
+
 def round_trip(x28: np.ndarray, size: int = 400, bg=(255, 255, 255)) -> np.ndarray:
     """Renders a Fashion-MNIST image as a dark-on-light photo and converts it back."""
     photo = Image.fromarray(255 - x28).resize((size, size), Image.Resampling.BICUBIC)

@@ -115,6 +115,7 @@ def test_many_files_with_per_file_errors(client):
         (b"GIF89a garbage", 415, "not an image"),
         (png()[:60], 422, "truncated"),
         (png(size=(10000, 6000)), 413, "megapixels"),
+        (png(np.full((300, 200), 255, np.uint8)), 422, "f.png: no item found: every pixel is"),
         (b"x" * 300_000, 413, "larger than"),
     ],
 )
@@ -187,7 +188,10 @@ def test_unknown_route_and_method_get_json_errors(client):
 
 
 def test_concurrent_requests_all_answered_correctly(client):
-    images = [png(np.full((28, 28), v, np.uint8)) for v in (0, 90, 180, 250)]
+    items = [np.zeros((28, 28), np.uint8) for _ in range(4)]
+    for i, (item, v) in enumerate(zip(items, (60, 120, 180, 250), strict=True)):
+        item[4 : 24 - 3 * i, 8 + i : 20] = v  # four different items
+    images = [png(item) for item in items]
     expected = [post(client, ("x.png", im)).json()["results"][0]["label"] for im in images]
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda i: post(client, ("x.png", images[i % 4])), range(32)))

@@ -34,6 +34,7 @@ from fashion_cnn.errors import FashionCnnError
 SIZE = 28
 MAX_PIXELS = 50_000_000  # refuse larger images before decoding them
 TRIM_FUZZ = 0.05
+MIN_ITEM = 0.05  # of the longer side: a smaller "item" is a speck (or dust), not a product
 DRAFT_SIZE = 256  # JPEG decode scale: keep at least this many pixels on each side
 
 
@@ -144,27 +145,31 @@ def background_field(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
     return top * (1 - ty) + bottom * ty
 
 
-def trim_box(
+def item_box(
     rgb: np.ndarray, fuzz: float = TRIM_FUZZ, background: np.ndarray | None = None
-) -> tuple[int, int, int, int]:
+) -> tuple[int, int, int, int] | None:
     """Bounding box (left, top, right, bottom) of the pixels that differ from the background
-    by more than `fuzz` of the largest RGB distance (black to white).
+    by more than `fuzz` of the largest RGB distance (black to white), or None if none does.
 
     Args:
         rgb: (H, W, 3) image.
         fuzz: the tolerance (Zalando used 5%).
         background: (H, W, 3) or (3,) background; default: the corner colours' median.
-
-    Returns:
-        The box; the whole image when nothing differs.
     """
     bg = corner_colour(rgb) if background is None else background
     diff = rgb.astype(np.float32) - np.asarray(bg, dtype=np.float32)
     fg = np.einsum("hwc,hwc->hw", diff, diff) > (fuzz * 255) ** 2 * 3  # squared distance
     rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
     if not len(rows):
-        return 0, 0, rgb.shape[1], rgb.shape[0]
+        return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def trim_box(
+    rgb: np.ndarray, fuzz: float = TRIM_FUZZ, background: np.ndarray | None = None
+) -> tuple[int, int, int, int]:
+    """Zalando's trim: `item_box`, or the whole image when nothing differs."""
+    return item_box(rgb, fuzz, background) or (0, 0, rgb.shape[1], rgb.shape[0])
 
 
 def _denoised(im: Image.Image, rgb: np.ndarray) -> np.ndarray:
@@ -219,20 +224,48 @@ def ink(gray: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255)
 
 
-def preprocess(im: Image.Image) -> np.ndarray:
+def _no_item(name: str, what: str) -> ImageError:
+    return ImageError(
+        f"{name}: no item found: {what}. To fix it: photograph the item on a plain "
+        f"background that contrasts with it, and crop the photo to the item."
+    )
+
+
+def preprocess(im: Image.Image, name: str = "image") -> np.ndarray:
     """An RGB photo -> the (28, 28) uint8 image the model sees (light item on black).
 
     Args:
         im: an image as returned by `open_image` (8-bit RGB).
+        name: how to call it in error messages.
+
+    Raises:
+        ImageError: no item: nothing differs from the background by more than
+            `TRIM_FUZZ`, or only a speck does (a box under `MIN_ITEM` of the image's longer
+            side, or under 3 pixels), which scaled up to 28x28 would be a blob the model
+            classifies with confidence.
     """
     gray_in = np.asarray(im.convert("L"))
     if looks_like_fashion_mnist(gray_in):
+        if int(gray_in.max()) - int(gray_in.min()) <= TRIM_FUZZ * 255:
+            raise _no_item(name, "the image is one shade")
         return gray_in.copy()
     rgb = np.asarray(im.convert("RGB"))
     corners = corner_colours(rgb)
     bg = background_field(rgb.shape[:2], corners)
-    box = trim_box(_denoised(im, rgb), background=bg)
+    box = item_box(_denoised(im, rgb), background=bg)
+    if box is None:
+        raise _no_item(
+            name,
+            f"every pixel is within {TRIM_FUZZ:.0%} of the background colour (the corners')",
+        )
     left, top, right, bottom = box
+    h, w = rgb.shape[:2]
+    if max(right - left, bottom - top) < max(3, MIN_ITEM * max(h, w)):
+        raise _no_item(
+            name,
+            f"only a {right - left}x{bottom - top}-pixel spot at ({left}, {top}) differs from "
+            f"the background of this {w}x{h} image",
+        )
     luma = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's convert("L")
     bg_gray = bg[top:bottom, left:right] @ luma
     item = ink(gray_in[top:bottom, left:right], bg_gray)
@@ -244,6 +277,6 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     """Reads an image file and returns the (28, 28) uint8 image the model sees.
 
     Raises:
-        ImageError: see `open_image`.
+        ImageError: see `open_image` and `preprocess`.
     """
-    return preprocess(open_image(source, name))
+    return preprocess(open_image(source, name), name or str(source))

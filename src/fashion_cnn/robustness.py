@@ -21,7 +21,7 @@ from PIL import Image
 from fashion_cnn.config import check_seed
 from fashion_cnn.errors import ConfigError
 from fashion_cnn.evaluate import predict_proba
-from fashion_cnn.images import preprocess
+from fashion_cnn.images import SIZE, ImageError, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def default_workers() -> int:
 
 def render_shift(
     name: str, images: np.ndarray, seed: int = 0, workers: int | None = None
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Renders `images` (N, 28, 28[, 1]) under shift `name` and preprocesses them back.
 
     Args:
@@ -168,7 +168,9 @@ def render_shift(
             any number.
 
     Returns:
-        (N, 28, 28, 1) uint8: what the model sees for each rendered photo.
+        (seen, refused): (N, 28, 28, 1) uint8, what the model sees for each rendered photo,
+        and (N,) bool, the photos the photo path refused as it would a user's ("no item
+        found"; their `seen` is black).
 
     Raises:
         ConfigError: an unknown shift, or a `seed` that is not an integer in [0, 2**32 - 1].
@@ -177,10 +179,16 @@ def render_shift(
     jobs = list(zip(images, _generators(name, len(images), seed), strict=True))
 
     def one(job):
-        return preprocess(render(*job))
+        try:
+            return preprocess(render(*job))
+        except ImageError:
+            return None
 
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        return np.stack(list(pool.map(one, jobs)))[..., None]
+        seen = list(pool.map(one, jobs))
+    refused = np.array([s is None for s in seen], bool)
+    black = np.zeros((SIZE, SIZE), np.uint8)
+    return np.stack([black if s is None else s for s in seen])[..., None], refused
 
 
 def evaluate_robustness(
@@ -196,17 +204,24 @@ def evaluate_robustness(
         workers: rendering threads (`render_shift`).
 
     Returns:
-        {"n", "seed", "clean_accuracy", "shifts": {name: {"accuracy", "relative"}},
-        "mean_shifted_accuracy", "mean_relative"} where relative = accuracy / clean accuracy.
+        {"n", "seed", "clean_accuracy", "shifts": {name: {"accuracy", "relative",
+        "refused"}}, "mean_shifted_accuracy", "mean_relative"} where relative = accuracy /
+        clean accuracy, and a photo the photo path refuses ("no item found", `refused` of
+        them) counts as a wrong answer.
     """
     labels = np.asarray(labels)
     clean = float((predict_proba(model, images).argmax(1) == labels).mean())
     shifts = {}
     start = time.monotonic()
     for i, name in enumerate(SHIFTS, start=1):
-        seen = render_shift(name, images, seed, workers)
-        acc = float((predict_proba(model, seen).argmax(1) == labels).mean())
-        shifts[name] = {"accuracy": acc, "relative": acc / clean if clean else 0.0}
+        seen, refused = render_shift(name, images, seed, workers)
+        right = (predict_proba(model, seen).argmax(1) == labels) & ~refused
+        acc = float(right.mean())
+        shifts[name] = {
+            "accuracy": acc,
+            "relative": acc / clean if clean else 0.0,
+            "refused": int(refused.sum()),
+        }
         log.info(
             "robustness: %d/%d shifts done (%s: %.2f%%), %.0f s",
             i,
