@@ -89,3 +89,27 @@ def test_an_onnx_int8_export_without_its_quantization_record_is_flagged(
         engine = load_engine(run, "onnx-int8")
     assert "predates 7-bit weights" in caplog.text and "--overwrite" in caplog.text
     assert engine(synthetic_data.x_test[:2].astype("float32")).shape == (2, 10)  # still runs
+
+
+def test_an_export_of_an_earlier_model_is_never_used(run, synthetic_data, tmp_path, caplog):
+    # after a retrain, predict and serve used to answer with the old model's export
+    import shutil
+
+    import keras
+
+    run = shutil.copytree(run, tmp_path / "run")  # the module's run stays as it is
+    if not (run / "exports" / "onnx").exists():
+        export_run(run, synthetic_data, "onnx")
+    card = json.loads((run / "exports" / "onnx" / "card.json").read_text())
+    assert card["model_sha256"] == engines.model_sha256(run)
+    assert default_engine(run) == "onnx"
+    model = keras.models.load_model(run / "model.keras")  # trained again: another model
+    model.weights[0].assign(model.weights[0] + 0.01)
+    model.save(run / "model.keras")
+    with caplog.at_level("WARNING", logger="fashion_cnn.engines"):
+        assert "onnx" not in available_engines(run) and default_engine(run) != "onnx"
+    assert "export of " in caplog.text and "was made from an earlier model.keras" in caplog.text
+    with pytest.raises(RunError, match=r"earlier model.keras.*--format onnx --overwrite`"):
+        load_engine(run, "onnx")
+    export_run(run, synthetic_data, "onnx", overwrite=True)  # the fix the message names
+    assert load_engine(run, "onnx").name == "onnx"

@@ -67,6 +67,30 @@ def test_a_damaged_run_needs_overwrite_which_clears_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_overwrite_also_clears_what_was_made_from_the_old_model(tmp_path):
+    # predict and serve used to answer with the old model's ONNX export after a retrain,
+    # and the model cards quoted the old model's metrics.json
+    from fashion_cnn.io_utils import write_json
+
+    write_json(tmp_path / "config.json", TrainConfig(epochs=3).to_dict())
+    made = [
+        "model.keras",
+        "metrics.json",
+        "report.html",
+        "metrics-best.json",
+        "report-best.html",
+        "robustness.json",
+        "robustness.html",
+    ]
+    for name in made:
+        (tmp_path / name).write_text("old")
+    (tmp_path / "exports" / "onnx").mkdir(parents=True)
+    (tmp_path / "exports" / "onnx" / "model.onnx").write_text("old")
+    (tmp_path / "notes.txt").write_text("the user's")
+    check_run_folder(tmp_path, TrainConfig(epochs=4), overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_a_run_without_a_best_checkpoint_says_why(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RunError, match="has no best.keras: training has not finished"):

@@ -7,6 +7,7 @@ Every engine is a callable: raw 0-255 pixels (N, 28, 28, 1) float32 in, probabil
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import threading
@@ -16,10 +17,10 @@ import numpy as np
 
 from fashion_cnn.errors import DamagedFileError, OutputError, RunError
 from fashion_cnn.io_utils import read_json
+from fashion_cnn.run_folder import EXPORTS_DIR, MODEL_FILE
 
 log = logging.getLogger(__name__)
 
-EXPORTS_DIR = "exports"
 ONNX_FILE = "model.onnx"
 LITERT_FILE = "model.tflite"
 CARD_FILE = "card.json"
@@ -89,14 +90,53 @@ def _artifact(folder: Path, name: str) -> Path:
     return folder / (ONNX_FILE if _family(name) == "onnx" else LITERT_FILE)
 
 
+def model_sha256(run_dir: str | Path) -> str | None:
+    """The SHA-256 of the run's final model file (None while it has none). An export's
+    card records it, so that an export of an earlier model is never used for this one."""
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stale_export(run_dir: str | Path, name: str) -> bool:
+    """Whether the run's export `name` was made from another model.keras than the run's
+    (it was trained again since). Exports whose card records no model (made before
+    `model_sha256`) are not checked."""
+    try:
+        card = read_json(export_dir(run_dir, name) / CARD_FILE)
+    except (OSError, DamagedFileError):
+        return False
+    recorded = card.get("model_sha256") if isinstance(card, dict) else None
+    return bool(recorded) and recorded != model_sha256(run_dir)
+
+
+def _stale_message(run_dir: str | Path, name: str) -> str:
+    fmt, _, quant = name.partition("-")
+    flag = f" --quantize {quant}" if quant else ""
+    return (
+        f"The {name} export of {run_dir} was made from an earlier model.keras: the run was "
+        f"trained again since, and the export would answer for the old model. To fix it: "
+        f"`fashion-cnn export {run_dir} --format {fmt}{flag} --overwrite`."
+    )
+
+
 def available_engines(run_dir: str | Path) -> list[str]:
     """Engines this run can use now: keras, plus each export present whose runtime is
-    installed.
+    installed and that was made from the run's model.keras (`stale_export`; skipped with
+    a warning).
     """
     found = ["keras"]
     for name in ENGINES:
         if name != "keras" and runtime_installed(name):
             if _artifact(export_dir(run_dir, name), name).is_file():
+                if stale_export(run_dir, name):
+                    log.warning("%s Until then it is not used.", _stale_message(run_dir, name))
+                    continue
                 found.append(name)
     return found
 
@@ -246,6 +286,8 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
             f"`fashion-cnn export {run_dir} --format {fmt}{flag}` (an export written "
             "elsewhere with --out is not looked for)."
         )
+    if stale_export(run_dir, name):
+        raise RunError(_stale_message(run_dir, name))
     if name == "onnx-int8" and not _has_quantization_record(folder):
         log.warning(
             "The onnx-int8 export of %s predates 7-bit weights: on CPUs without VNNI, ONNX "

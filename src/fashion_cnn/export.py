@@ -29,6 +29,7 @@ from fashion_cnn.engines import (
     ONNX_FILE,
     check_export_folder,
     export_dir,
+    model_sha256,
     open_artifact,
 )
 from fashion_cnn.errors import FashionCnnError
@@ -203,6 +204,7 @@ def model_card(
         "quantize": quantize,
         "artifact": artifact,
         "run": str(run_dir),
+        "model_sha256": model_sha256(run_dir),  # of model.keras: `engines.stale_export`
         "recipe": config.get("recipe"),
         "recipe_version": config.get("recipe_version"),
         "model": config.get("model"),

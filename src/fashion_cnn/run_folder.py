@@ -30,6 +30,8 @@ STATE_FILE = "state.json"
 CALIBRATION_FILE = "calibration.json"
 METRICS_FILE = "metrics.json"  # the final model's evaluation
 REPORT_FILE = "report.html"
+ROBUSTNESS_FILES = ("robustness.json", "robustness.html")  # `fashion-cnn robustness`
+EXPORTS_DIR = "exports"  # `fashion-cnn export`'s default place: RUN/exports/ENGINE/
 CKPT_DIR = "checkpoints"
 LOCK_FILE = ".lock"  # locked by the process that trains the folder (`locked`)
 PID_FILE = ".lock.pid"  # that process's id, while it trains
@@ -111,6 +113,9 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
     """Makes `out` ready to train `config`: nothing to do for a new folder; with `overwrite`,
     removes an earlier run's files; otherwise the earlier run must have the same config.
 
+    With `overwrite`, the earlier model's evaluations (metrics*.json, report*.html,
+    robustness.*) and exports (`exports/`) go too: they describe a model that is no more.
+
     Raises:
         RunError: `out` was started with a different config (the message lists the keys),
             or holds a config.json that is not a run's (then nothing is deleted, even with
@@ -132,6 +137,9 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             "To fix it: pass --out a new folder, or one that `fashion-cnn train` wrote."
         ) from None
     if overwrite:
+        # the model's files, and what was made from the model: its evaluations and exports,
+        # which `predict`, `serve` and the model cards would otherwise take for the new one's
+        derived = [*evaluation_files("final"), *evaluation_files("best"), *ROBUSTNESS_FILES]
         for name in (
             CONFIG_FILE,
             MODEL_FILE,
@@ -139,9 +147,11 @@ def check_run_folder(out: Path, config: TrainConfig, overwrite: bool) -> None:
             HISTORY_FILE,
             STATE_FILE,
             CALIBRATION_FILE,
+            *derived,
         ):
             (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+        for folder in (CKPT_DIR, EXPORTS_DIR):
+            shutil.rmtree(out / folder, ignore_errors=True)
         return
     now = config.to_dict()
     if previous["recipe_version"] is None:  # started before recipes had versions

@@ -21,10 +21,13 @@ from fashion_cnn.run_folder import (
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    ROBUSTNESS_FILES,
     evaluation_files,
     model_path,
 )
 from fashion_cnn.tta import TTA_VIEWS, tta_mode
+
+ROBUSTNESS_FILE, ROBUSTNESS_HTML = ROBUSTNESS_FILES
 
 
 def final_metrics(run_dir: str | Path) -> dict:
@@ -34,8 +37,6 @@ def final_metrics(run_dir: str | Path) -> dict:
     metrics = read_json(path) if path.exists() else {}
     return metrics if metrics.get("checkpoint", "final") == "final" else {}
 
-
-ROBUSTNESS_FILE = "robustness.json"
 
 log = logging.getLogger(__name__)
 
@@ -177,5 +178,5 @@ def robustness_run(run_dir: str | Path, data: Dataset, limit: int = 2000, seed: 
     x, y = data.x_test[:limit], data.y_test[:limit]
     result = evaluate_robustness(model, x, y, seed=seed)
     write_json(run / ROBUSTNESS_FILE, result)
-    write_text(run / "robustness.html", render_robustness_html(result, x[:8], seed))
+    write_text(run / ROBUSTNESS_HTML, render_robustness_html(result, x[:8], seed))
     return result
