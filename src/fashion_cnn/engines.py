@@ -106,13 +106,15 @@ def model_sha256(run_dir: str | Path) -> str | None:
 def stale_export(run_dir: str | Path, name: str) -> bool:
     """Whether the run's export `name` was made from another model.keras than the run's
     (it was trained again since). Exports whose card records no model (made before
-    `model_sha256`) are not checked."""
+    `model_sha256`), and runs shipped with their exports but without model.keras, are not
+    checked."""
     try:
         card = read_json(export_dir(run_dir, name) / CARD_FILE)
     except (OSError, DamagedFileError):
         return False
     recorded = card.get("model_sha256") if isinstance(card, dict) else None
-    return bool(recorded) and recorded != model_sha256(run_dir)
+    current = model_sha256(run_dir) if recorded else None
+    return current is not None and recorded != current
 
 
 def _stale_message(run_dir: str | Path, name: str) -> str:
