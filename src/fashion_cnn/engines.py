@@ -103,18 +103,24 @@ def model_sha256(run_dir: str | Path) -> str | None:
     return digest.hexdigest()
 
 
-def stale_export(run_dir: str | Path, name: str) -> bool:
+def stale_export(run_dir: str | Path, name: str, current: str | None = None) -> bool:
     """Whether the run's export `name` was made from another model.keras than the run's
     (it was trained again since). Exports whose card records no model (made before
     `model_sha256`), and runs shipped with their exports but without model.keras, are not
-    checked."""
+    checked.
+
+    Args:
+        run_dir, name: the run and the export's engine name.
+        current: the run's `model_sha256`, if already computed.
+    """
     try:
         card = read_json(export_dir(run_dir, name) / CARD_FILE)
     except (OSError, DamagedFileError):
         return False
     recorded = card.get("model_sha256") if isinstance(card, dict) else None
-    current = model_sha256(run_dir) if recorded else None
-    return current is not None and recorded != current
+    if recorded and current is None:
+        current = model_sha256(run_dir)
+    return bool(recorded) and current is not None and recorded != current
 
 
 def _stale_message(run_dir: str | Path, name: str) -> str:
@@ -132,11 +138,11 @@ def available_engines(run_dir: str | Path) -> list[str]:
     installed and that was made from the run's model.keras (`stale_export`; skipped with
     a warning).
     """
-    found = ["keras"]
+    found, current = ["keras"], model_sha256(run_dir)
     for name in ENGINES:
         if name != "keras" and runtime_installed(name):
             if _artifact(export_dir(run_dir, name), name).is_file():
-                if stale_export(run_dir, name):
+                if stale_export(run_dir, name, current):
                     log.warning("%s Until then it is not used.", _stale_message(run_dir, name))
                     continue
                 found.append(name)
