@@ -13,7 +13,7 @@ from pathlib import Path
 from fashion_cnn.config import check_seed
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.io_utils import check_folder
-from fashion_cnn.run_folder import evaluation_files, model_path
+from fashion_cnn.run_folder import ROBUSTNESS_FILES, evaluation_files, model_path
 
 log = logging.getLogger("fashion_cnn")
 
@@ -192,7 +192,7 @@ def cmd_robustness(args) -> int:
         )
     check_seed(args.seed, "--seed")
     model_path(args.run)  # before TensorFlow loads
-    _check_run_writable(args.run, "robustness", "robustness.json and robustness.html")
+    _check_run_writable(args.run, "robustness", " and ".join(ROBUSTNESS_FILES))
     from fashion_cnn.runs import robustness_run
 
     data = _load_data(args)
@@ -201,7 +201,7 @@ def cmd_robustness(args) -> int:
     for name, r in result["shifts"].items():
         print(f"  {name:24s} {r['accuracy']:.4f}  ({r['relative']:.0%} of clean)")
     print(f"mean under shift {result['mean_shifted_accuracy']:.4f} ({result['mean_relative']:.0%})")
-    print(f"report: {Path(args.run) / 'robustness.html'}")
+    print(f"report: {Path(args.run) / ROBUSTNESS_FILES[1]}")
     return 0
 
 

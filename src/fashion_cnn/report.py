@@ -258,8 +258,8 @@ def render_html(
 
 def robustness_strip(images: np.ndarray, seed: int = 0) -> Figure:
     """For each shift: a rendered photo of each sample image and what the model saw of it."""
-    from fashion_cnn.images import preprocess
-    from fashion_cnn.robustness import SHIFTS, render_photos
+    from fashion_cnn.images import SIZE
+    from fashion_cnn.robustness import SHIFTS, model_input, render_photos
 
     n = len(images)
     fig = Figure(figsize=(2 * n * 1.1 + 2, len(SHIFTS) * 1.2), layout="constrained")
@@ -267,7 +267,9 @@ def robustness_strip(images: np.ndarray, seed: int = 0) -> Figure:
     for row, name in enumerate(SHIFTS):
         for j, photo in enumerate(render_photos(name, images, seed)):
             axes[row][2 * j].imshow(photo)
-            axes[row][2 * j + 1].imshow(preprocess(photo), cmap="gray", vmin=0, vmax=255)
+            seen = model_input(photo)  # None: refused, scored as wrong; shown black
+            seen = np.zeros((SIZE, SIZE), np.uint8) if seen is None else seen
+            axes[row][2 * j + 1].imshow(seen, cmap="gray", vmin=0, vmax=255)
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -154,6 +154,15 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def model_input(photo: Image.Image) -> np.ndarray | None:
+    """What the model sees of a rendered photo (`preprocess`'s (28, 28) uint8 image), or
+    None where the photo path refuses it as it would a user's ("no item found")."""
+    try:
+        return preprocess(photo)
+    except ImageError:
+        return None
+
+
 def render_shift(
     name: str, images: np.ndarray, seed: int = 0, workers: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,14 +187,8 @@ def render_shift(
     render = SHIFTS.get(name)
     jobs = list(zip(images, _generators(name, len(images), seed), strict=True))
 
-    def one(job):
-        try:
-            return preprocess(render(*job))
-        except ImageError:
-            return None
-
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        seen = list(pool.map(one, jobs))
+        seen = list(pool.map(lambda job: model_input(render(*job)), jobs))
     refused = np.array([s is None for s in seen], bool)
     black = np.zeros((SIZE, SIZE), np.uint8)
     return np.stack([black if s is None else s for s in seen])[..., None], refused
