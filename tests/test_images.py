@@ -9,6 +9,7 @@ from PIL import Image
 from fashion_cnn.images import (
     ImageError,
     corner_colour,
+    item_box,
     load_image,
     looks_like_fashion_mnist,
     open_image,
@@ -16,7 +17,6 @@ from fashion_cnn.images import (
     preprocess,
     resize_longest,
     to_rgb,
-    trim_box,
 )
 
 
@@ -27,14 +27,14 @@ def test_corner_colour_is_the_median_of_the_corners():
     assert corner_colour(rgb).tolist() == [200, 200, 200]
 
 
-def test_trim_box_uses_a_5_percent_fuzz():
+def test_item_box_uses_a_5_percent_fuzz():
     rgb = np.full((10, 12, 3), 250, np.uint8)
     rgb[2:5, 3:9] = 0  # the item
     rgb[8, 1] = 240  # within 5% of white (distance 17 < 22.1): background noise
-    assert trim_box(rgb) == (3, 2, 9, 5)
+    assert item_box(rgb) == (3, 2, 9, 5)
     rgb[8, 1] = 200  # distance 86: part of the item
-    assert trim_box(rgb) == (1, 2, 9, 9)
-    assert trim_box(np.full((4, 6, 3), 9, np.uint8)) == (0, 0, 6, 4)  # nothing to trim
+    assert item_box(rgb) == (1, 2, 9, 9)
+    assert item_box(np.full((4, 6, 3), 9, np.uint8)) is None  # nothing: `preprocess` refuses
 
 
 def test_resize_longest_keeps_aspect():

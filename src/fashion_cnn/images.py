@@ -165,13 +165,6 @@ def item_box(
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def trim_box(
-    rgb: np.ndarray, fuzz: float = TRIM_FUZZ, background: np.ndarray | None = None
-) -> tuple[int, int, int, int]:
-    """Zalando's trim: `item_box`, or the whole image when nothing differs."""
-    return item_box(rgb, fuzz, background) or (0, 0, rgb.shape[1], rgb.shape[0])
-
-
 def _denoised(im: Image.Image, rgb: np.ndarray) -> np.ndarray:
     """The image used to find the item. When the corners show noise (a 6x6 patch at each
     corner varies by more than 3 levels), a blurred copy, so that sensor noise does not
