@@ -138,14 +138,20 @@ def available_engines(run_dir: str | Path) -> list[str]:
     installed and that was made from the run's model.keras (`stale_export`; skipped with
     a warning).
     """
-    found, current = ["keras"], model_sha256(run_dir)
-    for name in ENGINES:
-        if name != "keras" and runtime_installed(name):
-            if _artifact(export_dir(run_dir, name), name).is_file():
-                if stale_export(run_dir, name, current):
-                    log.warning("%s Until then it is not used.", _stale_message(run_dir, name))
-                    continue
-                found.append(name)
+    exports = [
+        name
+        for name in ENGINES
+        if name != "keras"
+        and runtime_installed(name)
+        and _artifact(export_dir(run_dir, name), name).is_file()
+    ]
+    current = model_sha256(run_dir) if exports else None  # hashed once, and only if needed
+    found = ["keras"]
+    for name in exports:
+        if stale_export(run_dir, name, current):
+            log.warning("%s Until then it is not used.", _stale_message(run_dir, name))
+        else:
+            found.append(name)
     return found
 
 
