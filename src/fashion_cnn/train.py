@@ -132,6 +132,49 @@ class _Checkpointer(keras.callbacks.Callback):
             (self.out / previous).unlink(missing_ok=True)
 
 
+def minutes(seconds: float) -> str:
+    """A duration for a log line: "45 s", "3.5 min", "28 min", "1 h 40 min"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours, rest = divmod(round(seconds / 60), 60)
+    return f"{hours} h {rest} min"
+
+
+class _Progress(keras.callbacks.Callback):
+    """Logs, as each epoch after the first begins, how long the last one took and about how
+    long the rest will (the last epoch's time for each remaining one), so that a run that
+    takes half an hour on a slower CPU says so early. It logs at the start of the next epoch
+    rather than at the end of the last, so that the line falls between Keras' progress bars
+    instead of inside one."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self._start = None
+        self._last = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._last is not None:
+            left = self.epochs - epoch
+            log.info(
+                "epoch %d/%d took %s; about %s to go for the other %d",
+                epoch,
+                self.epochs,
+                minutes(self._last),
+                minutes(left * self._last),
+                left,
+            )
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is not None:
+            self._last = time.perf_counter() - self._start
+
+
 def for_this_machine(config: TrainConfig) -> TrainConfig:
     """`config` with `precision = "auto"` resolved for this machine: what `train` runs and
     records in the run folder's config.json.
@@ -199,7 +242,7 @@ def train(
         out_dir: the run folder; created if needed.
         verbose: Keras' fit verbosity (1 = progress bar, 2 = a line per epoch).
         overwrite: discard an existing run in `out_dir` instead of resuming it.
-        callbacks: extra Keras callbacks (after the checkpointer).
+        callbacks: extra Keras callbacks (after the checkpointer and the progress log).
         strategy: a `tf.distribute` strategy (e.g. `MultiWorkerMirroredStrategy`): the model
             is built under its scope and each step's global batch is split across its
             replicas. Every worker calls `train` with the same arguments; only the chief
@@ -323,7 +366,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     initial_epoch=first_epoch,
                     label_smoothing=config.label_smoothing,
                     validation=validation,
-                    callbacks=[checkpointer, *(callbacks or [])],
+                    callbacks=[checkpointer, _Progress(config.epochs), *(callbacks or [])],
                     verbose=verbose,
                 )
             else:
@@ -337,7 +380,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     else without_autotune(
                         tf.data.Dataset.from_tensor_slices(validation).batch(1024)
                     ),
-                    callbacks=[checkpointer, *(callbacks or [])],
+                    callbacks=[checkpointer, _Progress(config.epochs), *(callbacks or [])],
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order
                 )
