@@ -115,3 +115,26 @@ def test_an_export_of_an_earlier_model_is_never_used(run, synthetic_data, tmp_pa
     assert load_engine(run, "onnx").name == "onnx"
     (run / "model.keras").unlink()  # a run shipped with its exports only: nothing to compare
     assert load_engine(run, "onnx").name == "onnx"
+
+
+def test_predict_on_an_onnx_export_never_loads_tensorflow(run, synthetic_data, tmp_path):
+    # it used to import TensorFlow, Keras and scikit-learn anyway: 9 s and 660 MB for a photo
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    if not (run / "exports" / "onnx").exists():
+        export_run(run, synthetic_data, "onnx")
+    photo = tmp_path / "item.png"
+    Image.fromarray(synthetic_data.x_test[0, ..., 0].astype(np.uint8)).save(photo)
+    code = (
+        "import sys; from fashion_cnn.cli import main; "
+        f"rc = main(['-v', 'predict', {str(run)!r}, {str(photo)!r}]); "
+        "print(*(m in sys.modules for m in ('tensorflow', 'keras', 'sklearn'))); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "engine: onnx" in done.stderr
+    assert f"{photo}: " in done.stdout
+    assert done.stdout.split()[-3:] == ["False", "False", "False"], done.stdout

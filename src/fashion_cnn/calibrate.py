@@ -8,7 +8,6 @@ minimizing the negative log-likelihood, and saved with the run as `calibration.j
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 EPS = 1e-12
 DEFAULT_THRESHOLD = 0.5
@@ -28,6 +27,8 @@ def nll(probs: np.ndarray, y: np.ndarray) -> float:
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     """The temperature in [0.05, 20] that minimizes the NLL of `probs` against `y`."""
+    from scipy.optimize import minimize_scalar  # here: `predict` only applies temperatures
+
     res = minimize_scalar(
         lambda log_t: nll(apply_temperature(probs, float(np.exp(log_t))), y),
         bounds=(np.log(0.05), np.log(20.0)),

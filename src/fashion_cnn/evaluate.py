@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.tta import TTA_VIEWS, shift_images, tta_mode
@@ -22,9 +22,13 @@ def forward_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     one well under 1 ms. Other callables (the engines of `fashion_cnn.engines`) are called as
     they are, with the batch as their only argument.
     """
-    import keras
-
-    if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":
+    keras = sys.modules.get("keras")  # not imported: not a Keras model (an ONNX engine,
+    # say), and importing it here would cost seconds of TensorFlow start-up for nothing
+    if (
+        keras is None
+        or not isinstance(model, keras.Model)
+        or keras.backend.backend() != "tensorflow"
+    ):
         return lambda x: np.asarray(model(x), dtype="float32")
     fn = getattr(model, _FORWARD_ATTR, None)
     if fn is None:
@@ -104,6 +108,10 @@ def compute_metrics(
         (rows = true class, columns = predicted class), most_confused
         ([true, predicted, count] triples, largest first) and n.
     """
+    # Here, not at the top: `predict` and `serve` need `predict_proba` from this module,
+    # not the 1.5 s that importing scikit-learn takes.
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     y_true = np.asarray(y_true).astype(int)
     n_classes = len(class_names)
     if probs.shape != (len(y_true), n_classes):

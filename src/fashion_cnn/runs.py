@@ -14,7 +14,6 @@ from fashion_cnn.errors import DamagedFileError, RunError
 from fashion_cnn.evaluate import compute_metrics, predict_proba
 from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import read_json, write_json, write_text
-from fashion_cnn.models import float32_clone
 from fashion_cnn.run_folder import (
     CALIBRATION_FILE,
     CHECKPOINTS,
@@ -57,6 +56,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision:
         DamagedFileError: the model file is not a .keras (zip) file.
     """
     import keras
+
+    from fashion_cnn.models import float32_clone
 
     if precision not in ("auto", "trained"):
         raise RunError(
