@@ -134,3 +134,33 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
     assert len(res) == 3 and all(r["label"] == "Trouser" for r in res)
     captured = capsys.readouterr()
     assert captured.out == "" and "3/3" in captured.err
+
+
+def test_photos_load_on_several_threads_with_the_same_results_in_order(tmp_path, monkeypatch):
+    import threading
+
+    from fashion_cnn import predict
+
+    paths = []
+    for i in range(11):
+        path = tmp_path / f"p{i:02d}.png"
+        if i % 4 == 3:
+            path.write_bytes(b"not an image")
+        else:
+            fmnist_like(20 * i + 30).save(path)
+        paths.append(path)
+    one = predict_inputs(FakeModel(), paths, chunk=4, workers=1)
+    threads = set()
+    load = predict._load
+
+    def recording_load(item):
+        threads.add(threading.get_ident())
+        return load(item)
+
+    monkeypatch.setattr(predict, "_load", recording_load)
+    several = predict_inputs(FakeModel(), paths, chunk=4, workers=3)
+    assert several == one
+    assert [r["file"] for r in several] == [str(p) for p in paths]
+    assert [("error" in r) for r in several] == [i % 4 == 3 for i in range(11)]
+    assert len({r["label"] for r in several if "label" in r}) > 3
+    assert len(threads) > 1 and threading.get_ident() not in threads

@@ -16,6 +16,7 @@ BENCHMARKS.md, "oneDNN on CPUs without VNNI"), so `fashion-cnn train` and `tune`
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -166,3 +167,11 @@ def prefer_onednn(environ: MutableMapping[str, str], machine: str | None = None)
         return False
     environ[ONEDNN_VARIABLE] = "1"
     return True
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -11,6 +11,7 @@ import io
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.evaluate import predict_proba
+from fashion_cnn.hardware import usable_cores
 from fashion_cnn.images import ImageError, load_image
 from fashion_cnn.io_utils import make_folder, write_bytes
 
@@ -82,6 +84,14 @@ def _load(item: str) -> np.ndarray:
     return load_image(item)
 
 
+def _try_load(item: str) -> np.ndarray | ImageError:
+    """`_load`, with an unusable input's error returned instead of raised."""
+    try:
+        return _load(item)
+    except ImageError as e:
+        return e
+
+
 def predict_inputs(
     model,
     inputs: Sequence[str | os.PathLike],
@@ -93,6 +103,7 @@ def predict_inputs(
     chunk: int = 256,
     progress: bool = False,
     explain_model=None,
+    workers: int | None = None,
 ) -> list[dict]:
     """Classifies every input; a failing input gets an `error` and the rest go on.
 
@@ -108,6 +119,8 @@ def predict_inputs(
         progress: show a progress bar on stderr.
         explain_model: the Keras model Grad-CAM runs on when `model` is an ONNX or LiteRT
             engine (default: `model`).
+        workers: threads that decode and convert the photos (default: one per CPU core
+            this process may use); the results do not depend on it.
 
     Returns:
         One dict per input, in order.
@@ -123,39 +136,42 @@ def predict_inputs(
     for folder, flag in ((show_input, "--show-input"), (explain, "--explain")):
         if folder:
             make_folder(folder, "Folder", flag)
-    for start in range(0, len(items), chunk):
-        part = items[start : start + chunk]
-        batch, where, names = [], [], []
-        for i, item in enumerate(part):
-            results.append({"file": "<stdin>" if item == STDIN else item})
-            try:
-                image = _load(item)
-            except ImageError as e:
-                results[-1]["error"] = str(e)
-                continue
-            batch.append(image)
-            where.append(len(results) - 1)
-            names.append("stdin" if item == STDIN else f"{start + i:05d}-{Path(item).stem}")
-            if show_input:
-                path = Path(show_input) / f"{names[-1]}.input.png"
-                _save_png(Image.fromarray(image), path)
-                results[-1]["input_image"] = str(path)
-        if batch:
-            probs = predict_proba(model, np.stack(batch)[..., None])
-            probs = apply_temperature(probs, temperature) if temperature != 1.0 else probs
-            for idx, p in zip(where, probs, strict=True):
-                best = int(p.argmax())
-                confident = float(p[best]) >= threshold
-                results[idx].update(
-                    label=CLASS_NAMES[best] if confident else UNSURE,
-                    confidence=float(p[best]),
-                    unsure=not confident,
-                    predictions=top_k(p, k),
-                )
-            if explain:
-                _save_explanations(explainer, batch, probs, names, where, results, Path(explain))
-        if bar:
-            bar.update(len(part))
+    # Decoding and converting photos takes ~28 ms of CPU each (a 1.3 MP JPEG), the model
+    # well under 1 ms: threads load them on every core (Pillow and NumPy release the GIL).
+    with ThreadPoolExecutor(workers or usable_cores()) as pool:
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            batch, where, names = [], [], []
+            for i, (item, image) in enumerate(zip(part, pool.map(_try_load, part), strict=True)):
+                results.append({"file": "<stdin>" if item == STDIN else item})
+                if isinstance(image, ImageError):
+                    results[-1]["error"] = str(image)
+                    continue
+                batch.append(image)
+                where.append(len(results) - 1)
+                names.append("stdin" if item == STDIN else f"{start + i:05d}-{Path(item).stem}")
+                if show_input:
+                    path = Path(show_input) / f"{names[-1]}.input.png"
+                    _save_png(Image.fromarray(image), path)
+                    results[-1]["input_image"] = str(path)
+            if batch:
+                probs = predict_proba(model, np.stack(batch)[..., None])
+                probs = apply_temperature(probs, temperature) if temperature != 1.0 else probs
+                for idx, p in zip(where, probs, strict=True):
+                    best = int(p.argmax())
+                    confident = float(p[best]) >= threshold
+                    results[idx].update(
+                        label=CLASS_NAMES[best] if confident else UNSURE,
+                        confidence=float(p[best]),
+                        unsure=not confident,
+                        predictions=top_k(p, k),
+                    )
+                if explain:
+                    _save_explanations(
+                        explainer, batch, probs, names, where, results, Path(explain)
+                    )
+            if bar:
+                bar.update(len(part))
     if bar:
         bar.close()
     return results

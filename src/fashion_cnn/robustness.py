@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from PIL import Image
 from fashion_cnn.config import check_seed
 from fashion_cnn.errors import ConfigError
 from fashion_cnn.evaluate import predict_proba
+from fashion_cnn.hardware import usable_cores
 from fashion_cnn.images import SIZE, ImageError, preprocess
 
 log = logging.getLogger(__name__)
@@ -146,14 +146,6 @@ def render_photos(name: str, images: np.ndarray, seed: int = 0) -> list[Image.Im
     ]
 
 
-def default_workers() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def model_input(photo: Image.Image) -> np.ndarray | None:
     """What the model sees of a rendered photo (`preprocess`'s (28, 28) uint8 image), or
     None where the photo path refuses it as it would a user's ("no item found")."""
@@ -187,7 +179,7 @@ def render_shift(
     render = SHIFTS.get(name)
     jobs = list(zip(images, _generators(name, len(images), seed), strict=True))
 
-    with ThreadPoolExecutor(workers or default_workers()) as pool:
+    with ThreadPoolExecutor(workers or usable_cores()) as pool:
         seen = list(pool.map(lambda job: model_input(render(*job)), jobs))
     refused = np.array([s is None for s in seen], bool)
     black = np.zeros((SIZE, SIZE), np.uint8)
