@@ -16,7 +16,7 @@ from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.io_utils import read_json, write_json
 from fashion_cnn.run_folder import LOCK_FILE, locked
 from fashion_cnn.runs import evaluate_run, final_metrics, load_run_model
-from fashion_cnn.train import _Progress, epoch_batches, minutes, train
+from fashion_cnn.train import epoch_batches, train
 
 CFG = TrainConfig(
     recipe="test",
@@ -484,43 +484,8 @@ def test_a_file_where_the_run_folder_goes_is_refused(synthetic_data, tmp_path):
     assert (tmp_path / "taken").read_text() == "keep me"
 
 
-@pytest.mark.parametrize(
-    "seconds, want",
-    [
-        (4.4, "4 s"),
-        (89, "89 s"),
-        (90, "1.5 min"),
-        (599, "10.0 min"),
-        (1770, "30 min"),
-        (5400, "1 h 30 min"),
-        (10_080, "2 h 48 min"),
-    ],
-)
-def test_minutes_formats_a_duration_for_the_log(seconds, want):
-    assert minutes(seconds) == want
-
-
-def test_progress_logs_the_last_epoch_and_the_time_left_from_the_second_epoch_on(
-    monkeypatch, caplog
-):
-    clock = iter([0.0, 80.0, 80.0, 170.0, 170.0])
-    monkeypatch.setattr("fashion_cnn.train.time.perf_counter", lambda: next(clock))
-    caplog.set_level("INFO", logger="fashion_cnn.train")
-    progress = _Progress(epochs=4)
-    progress.on_epoch_begin(1)  # a resumed run: epoch 0 ended in an earlier process
-    assert caplog.messages == []
-    progress.on_epoch_end(1)
-    progress.on_epoch_begin(2)
-    progress.on_epoch_end(2)
-    progress.on_epoch_begin(3)
-    assert caplog.messages == [
-        "epoch 2/4 took 80 s; about 2.7 min to go for the other 2",
-        "epoch 3/4 took 1.5 min; about 1.5 min to go for the other 1",
-    ]
-
-
 def test_training_logs_the_time_left_between_epochs(synthetic_data, tmp_path, caplog):
-    caplog.set_level("INFO", logger="fashion_cnn.train")
+    caplog.set_level("INFO", logger="fashion_cnn.callbacks")
     train(CFG.replace(epochs=2), synthetic_data, tmp_path / "run", verbose=0)
     lines = [m for m in caplog.messages if m.startswith("epoch ")]
     assert len(lines) == 1 and lines[0].startswith("epoch 1/2 took ")

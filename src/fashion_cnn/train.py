@@ -22,7 +22,6 @@ import contextlib
 import logging
 import math
 import shutil
-import time
 from pathlib import Path
 
 import keras
@@ -36,6 +35,7 @@ from fashion_cnn.batches import (
     without_autotune,
 )
 from fashion_cnn.calibrate import calibrate
+from fashion_cnn.callbacks import Checkpointer, Progress
 from fashion_cnn.cluster import check_same_config
 from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
@@ -46,7 +46,6 @@ from fashion_cnn.io_utils import atomic_path, make_folder, read_json, write_json
 from fashion_cnn.models import build_model, portable
 from fashion_cnn.optim import make_optimizer
 from fashion_cnn.run_folder import (
-    BEST_FILE,
     CALIBRATION_FILE,
     CKPT_DIR,
     CONFIG_FILE,
@@ -95,84 +94,6 @@ def reestimate_batchnorm(model: keras.Model, batches: tf.data.Dataset, limit: in
         for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
     return used
-
-
-class _Checkpointer(keras.callbacks.Callback):
-    """After each epoch: append to the history, save the resume point and the best model."""
-
-    def __init__(self, out: Path, state: dict):
-        super().__init__()
-        self.out = out
-        self.state = state
-        self._t0 = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        st = self.state
-        hist = st["history"]
-        for k, v in (logs or {}).items():
-            hist.setdefault(k, []).append(float(v))
-        hist.setdefault("epoch_seconds", []).append(time.perf_counter() - self._t0)
-        val_acc = (logs or {}).get("val_accuracy")
-        if val_acc is not None and val_acc > st["best_val_accuracy"]:
-            with atomic_path(self.out / BEST_FILE) as tmp:
-                portable(self.model).save(tmp)
-            st["best_val_accuracy"] = float(val_acc)
-            st["best_epoch"] = epoch + 1
-        ckpt = self.out / CKPT_DIR / f"epoch-{epoch + 1:04d}.keras"
-        with atomic_path(ckpt) as tmp:
-            self.model.save(tmp)
-        previous = st.get("checkpoint")
-        st["epoch"] = epoch + 1
-        st["checkpoint"] = str(ckpt.relative_to(self.out))
-        write_json(self.out / STATE_FILE, st)  # the commit point of this epoch
-        if previous and previous != st["checkpoint"]:
-            (self.out / previous).unlink(missing_ok=True)
-
-
-def minutes(seconds: float) -> str:
-    """A duration for a log line: "45 s", "3.5 min", "28 min", "1 h 40 min"."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    hours, rest = divmod(round(seconds / 60), 60)
-    return f"{hours} h {rest} min"
-
-
-class _Progress(keras.callbacks.Callback):
-    """Logs, as each epoch after the first begins, how long the last one took and about how
-    long the rest will (the last epoch's time for each remaining one), so that a run that
-    takes half an hour on a slower CPU says so early. It logs at the start of the next epoch
-    rather than at the end of the last, so that the line falls between Keras' progress bars
-    instead of inside one."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-        self._start = None
-        self._last = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._last is not None:
-            left = self.epochs - epoch
-            log.info(
-                "epoch %d/%d took %s; about %s to go for the other %d",
-                epoch,
-                self.epochs,
-                minutes(self._last),
-                minutes(left * self._last),
-                left,
-            )
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._start is not None:
-            self._last = time.perf_counter() - self._start
 
 
 def for_this_machine(config: TrainConfig) -> TrainConfig:
@@ -350,7 +271,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
             if len(x_val):
                 y_val_1h = keras.utils.to_categorical(y_val, NUM_CLASSES)
                 validation = (x_val.astype("float32"), y_val_1h)
-            checkpointer = _Checkpointer(out, state)
+            checkpointer = Checkpointer(out, state)
             if distributed:
                 from fashion_cnn.distributed import fit_distributed
 
@@ -366,7 +287,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     initial_epoch=first_epoch,
                     label_smoothing=config.label_smoothing,
                     validation=validation,
-                    callbacks=[checkpointer, _Progress(config.epochs), *(callbacks or [])],
+                    callbacks=[checkpointer, Progress(config.epochs), *(callbacks or [])],
                     verbose=verbose,
                 )
             else:
@@ -380,7 +301,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     else without_autotune(
                         tf.data.Dataset.from_tensor_slices(validation).batch(1024)
                     ),
-                    callbacks=[checkpointer, _Progress(config.epochs), *(callbacks or [])],
+                    callbacks=[checkpointer, Progress(config.epochs), *(callbacks or [])],
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order
                 )
