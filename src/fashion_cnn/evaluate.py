@@ -49,7 +49,7 @@ def forward_fn(model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def predict_proba(
-    model, x: np.ndarray, batch_size: int = 1024, tta: str | bool = "none"
+    model, x: np.ndarray, batch_size: int = 256, tta: str | bool = "none"
 ) -> np.ndarray:
     """Class probabilities for raw 0-255 images, shape (N, 10), float32.
 
