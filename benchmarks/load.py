@@ -1,11 +1,12 @@
 """Bounded load test of `fashion-cnn serve` on loopback.
 
     python benchmarks/load.py RUN [--clients 32] [--requests 5000] [--workers 1] [--engine E]
-                                  [--rate R]
+                                  [--rate R] [--photo FILE]
 
 Starts the server in its own process on a free 127.0.0.1 port, sends `--requests` POSTs of
-one 28x28 PNG from `--clients` concurrent keep-alive connections (a minimal asyncio HTTP
-client in this process, so the load generator takes little of the shared CPU),
+one 28x28 PNG (or `--photo FILE`, e.g. a product photo) from `--clients` concurrent
+keep-alive connections (a minimal asyncio HTTP client in this process, so the load
+generator takes little of the shared CPU),
 checks every answer, and reports requests/s, p50/p99 latency, errors and the server's RSS
 before and after. Stops by itself; sends traffic to 127.0.0.1 only.
 
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, help="open loop: requests per second (default: closed loop)"
     )
+    parser.add_argument("--photo", help="send this image file (default: a 28x28 PNG)")
     args = parser.parse_args()
 
     import numpy as np
@@ -186,6 +188,9 @@ def main() -> None:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "PNG")
     body = buf.getvalue()
+    if args.photo:
+        with open(args.photo, "rb") as f:
+            body = f.read()
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -248,7 +253,7 @@ def main() -> None:
     print(
         f"{len(lat)} requests, {args.clients} clients, {args.workers} worker(s), "
         f"{f'open loop at {args.rate:g}/s' if args.rate else 'closed loop'}, "
-        f"engine {args.engine or 'default'}: "
+        f"engine {args.engine or 'default'}, {len(body):,} bytes a request: "
         f"{len(lat) / wall:.0f} requests/s, p50 {statistics.median(ms):.1f} ms, "
         f"p99 {p99:.1f} ms, errors {len(errors)}, labels {sorted(labels)}, "
         f"server RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB ({growth:+.1f}%)"
