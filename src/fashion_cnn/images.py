@@ -144,7 +144,7 @@ def background_field(shape: tuple[int, int], corners: np.ndarray) -> np.ndarray:
     top = tl * (1 - tx) + tr * tx
     bottom = bl * (1 - tx) + br * tx
     # top * (1 - ty) + bottom * ty, computed in blocks of rows that stay in the CPU's cache
-    # (the same operations, so the same values; 3x faster on a 1.3-megapixel photo)
+    # (the same operations, so the same values; 15 -> 4.5 ms for a 1333x1000 field here)
     field = np.empty((h, w, 3), np.float32)
     scratch = np.empty((min(h, ROW_BLOCK), w, 3), np.float32)
     for start in range(0, h, ROW_BLOCK):
