@@ -123,13 +123,19 @@ def stale_export(run_dir: str | Path, name: str, current: str | None = None) -> 
     return bool(recorded) and current is not None and recorded != current
 
 
-def _stale_message(run_dir: str | Path, name: str) -> str:
+def _export_command(run_dir: str | Path, name: str) -> str:
+    """The command that makes the run's export `name`, e.g. `fashion-cnn export RUN
+    --format onnx --quantize int8`."""
     fmt, _, quant = name.partition("-")
     flag = f" --quantize {quant}" if quant else ""
+    return f"fashion-cnn export {run_dir} --format {fmt}{flag}"
+
+
+def _stale_message(run_dir: str | Path, name: str) -> str:
     return (
         f"The {name} export of {run_dir} was made from an earlier model.keras: the run was "
         f"trained again since, and the export would answer for the old model. To fix it: "
-        f"`fashion-cnn export {run_dir} --format {fmt}{flag} --overwrite`."
+        f"`{_export_command(run_dir, name)} --overwrite`."
     )
 
 
@@ -283,6 +289,7 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
             f"The {name} export holds the final model, not the {checkpoint} checkpoint. To fix "
             f"it: pass --engine keras with --checkpoint {checkpoint}, or leave out --checkpoint."
         )
+    named = name is not None
     name = name or ("keras" if checkpoint != "final" else default_engine(run_dir))
     if name not in ENGINES:
         raise RunError(
@@ -293,14 +300,12 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
     folder = export_dir(run_dir, name)
     path = _artifact(folder, name)
     if not path.is_file():
-        fmt, _, quant = name.partition("-")
-        flag = f" --quantize {quant}" if quant else ""
         raise RunError(
             f"Run {run_dir} has no {name} export ({path} is missing). Create it with "
-            f"`fashion-cnn export {run_dir} --format {fmt}{flag}` (an export written "
-            "elsewhere with --out is not looked for)."
+            f"`{_export_command(run_dir, name)}` (an export written elsewhere with --out is "
+            "not looked for)."
         )
-    if stale_export(run_dir, name):
+    if named and stale_export(run_dir, name):  # the default engine is never a stale one
         raise RunError(_stale_message(run_dir, name))
     if name == "onnx-int8" and not _has_quantization_record(folder):
         log.warning(

@@ -271,7 +271,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
             if len(x_val):
                 y_val_1h = keras.utils.to_categorical(y_val, NUM_CLASSES)
                 validation = (x_val.astype("float32"), y_val_1h)
-            checkpointer = Checkpointer(out, state)
+            every_epoch = [Checkpointer(out, state), Progress(config.epochs), *(callbacks or [])]
             if distributed:
                 from fashion_cnn.distributed import fit_distributed
 
@@ -287,7 +287,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     initial_epoch=first_epoch,
                     label_smoothing=config.label_smoothing,
                     validation=validation,
-                    callbacks=[checkpointer, Progress(config.epochs), *(callbacks or [])],
+                    callbacks=every_epoch,
                     verbose=verbose,
                 )
             else:
@@ -301,7 +301,7 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     else without_autotune(
                         tf.data.Dataset.from_tensor_slices(validation).batch(1024)
                     ),
-                    callbacks=[checkpointer, Progress(config.epochs), *(callbacks or [])],
+                    callbacks=every_epoch,
                     verbose=verbose,
                     shuffle=False,  # the dataset is already in its seeded per-epoch order
                 )
