@@ -49,13 +49,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, synthetic_data):
-    _need_browser()
-    config = TrainConfig(
-        recipe="t", epochs=1, batch_size=64, scale=1 / 255, optimizer="adam", learning_rate=1e-3
-    )
-    run = train(config, synthetic_data, tmp_path / "run", verbose=0)
+def _serve(run, tmp_path):
+    """Starts `fashion-cnn serve RUN` in its own process; yields (url, tmp_path)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fashion_cnn", "serve", str(run), "--port", str(port)],
@@ -79,13 +74,43 @@ def server(tmp_path, synthetic_data):
     proc.wait(timeout=20)
 
 
+def _train(tmp_path, data):
+    config = TrainConfig(
+        recipe="t", epochs=1, batch_size=64, scale=1 / 255, optimizer="adam", learning_rate=1e-3
+    )
+    return train(config, data, tmp_path / "run", verbose=0)
+
+
+@pytest.fixture
+def server(tmp_path, synthetic_data):
+    _need_browser()
+    yield from _serve(_train(tmp_path, synthetic_data), tmp_path)
+
+
+@pytest.fixture
+def onnx_only_server(tmp_path, synthetic_data):
+    """A run served through its ONNX export, without its model.keras: no Grad-CAM."""
+    _need_browser()
+    from fashion_cnn.export import export_run
+
+    run = _train(tmp_path, synthetic_data)
+    export_run(run, synthetic_data, "onnx")
+    (run / "model.keras").unlink()
+    yield from _serve(run, tmp_path)
+
+
+def _item_png(folder) -> str:
+    arr = np.zeros((28, 28), np.uint8)
+    arr[2:26, 8:20] = 210
+    Image.fromarray(arr).save(folder / "item.png")
+    return str(folder / "item.png")
+
+
 def test_upload_shows_the_predicted_class(server):
     from playwright.sync_api import sync_playwright
 
     url, tmp = server
-    arr = np.zeros((28, 28), np.uint8)
-    arr[2:26, 8:20] = 210
-    Image.fromarray(arr).save(tmp / "item.png")
+    _item_png(tmp)
     import json
 
     req = urllib.request.Request(url + "/api/predict")
@@ -116,7 +141,31 @@ def test_upload_shows_the_predicted_class(server):
             text = page.inner_text("#answer")
             assert text == ("Unsure" if expected == "unsure" else expected)
             assert page.locator("#bars li").count() == 3
-            assert page.get_attribute("#seen", "src").startswith("data:image/png")
+            seen = page.get_attribute("#seen", "src")
+            assert seen.startswith("data:image/png")
+            page.wait_for_selector("#cam[data-state=done]", timeout=30_000)  # after the answer
+            cam = page.get_attribute("#cam", "src")
+            assert cam.startswith("data:image/png") and cam != seen
             page.screenshot(path=str(tmp / "page.png"))
+        finally:
+            browser.close()
+
+
+def test_without_grad_cam_the_answer_shows_and_the_page_says_why(onnx_only_server):
+    from playwright.sync_api import sync_playwright
+
+    url, tmp = onnx_only_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.set_input_files("#file", _item_png(tmp))
+            page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+            assert page.get_attribute("#answer", "data-label")
+            page.wait_for_selector("#cam[data-state=unavailable]", timeout=30_000)
+            assert page.get_attribute("#cam", "src") == page.get_attribute("#seen", "src")
+            assert page.get_attribute("#cam", "title").startswith("No Grad-CAM: ")
+            assert page.is_hidden("#error")
         finally:
             browser.close()

@@ -53,6 +53,7 @@ def test_float_export_round_trip_matches_keras(run, synthetic_data, fmt, quantiz
     assert on_disk["class_names"] == list(CLASS_NAMES)
     assert on_disk["input"]["shape"] == [None, 28, 28, 1] and on_disk["input"]["range"] == [0, 255]
     assert on_disk["quantization"] is None
+    assert on_disk["parameters"] == load_run_model(run).count_params() > 0
     assert on_disk["export_precision"] == "float32" and on_disk["trained_precision"] == (
         "mixed_bfloat16"
     )

@@ -222,3 +222,100 @@ def test_serving_through_an_onnx_export_gives_the_same_answers(run, synthetic_da
         for a, b in zip(results, keras_results, strict=True):
             assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
         assert results[0]["gradcam_image"].startswith("data:image/png;base64,")
+        assert onnx_client.get("/api/model").json()["parameters"] == 93_322  # from card.json
+
+
+@pytest.fixture(scope="module")
+def onnx_only_run(run, synthetic_data, tmp_path_factory):
+    """The run with an ONNX export and without model.keras (a run shipped for serving)."""
+    import shutil
+
+    from fashion_cnn.export import export_run
+
+    copy = shutil.copytree(run, tmp_path_factory.mktemp("onnx-only") / "run")
+    export_run(copy, synthetic_data, "onnx", overwrite=True)
+    (copy / "model.keras").unlink()
+    return copy
+
+
+def test_an_onnx_server_loads_tensorflow_only_for_grad_cam(run, synthetic_data, tmp_path):
+    import subprocess
+    import sys
+
+    from fashion_cnn.export import export_run
+
+    export_run(run, synthetic_data, "onnx", overwrite=True)
+    photo = tmp_path / "item.png"
+    photo.write_bytes(png(synthetic_data.x_test[0, ..., 0]))
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from fashion_cnn.serve.app import create_app
+
+def tf():
+    return "tensorflow" in sys.modules
+
+files = [("files", ("item.png", open({str(photo)!r}, "rb").read(), "image/png"))]
+with TestClient(create_app({str(run)!r}, engine="onnx")) as client:
+    card = client.get("/api/model").json()
+    plain = client.post("/api/predict", files=files).json()["results"][0]
+    before = tf()
+    explained = client.post("/api/predict?explain=true", files=files).json()["results"][0]
+    print(card["engine"], card["parameters"], plain["label"] == explained["label"], before,
+          "gradcam_image" in explained, tf())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-6:] == ["onnx", "93322", "True", "False", "True", "True"]
+
+
+def test_a_run_without_its_keras_model_is_served_through_its_export(onnx_only_run):
+    with TestClient(create_app(onnx_only_run)) as client:  # the default engine: onnx
+        card = client.get("/api/model").json()
+        assert card["engine"] == "onnx" and card["parameters"] == 93_322
+        plain = post(client, ("x.png", png()))
+        assert plain.status_code == 200 and "gradcam_error" not in plain.json()["results"][0]
+        explained = post(client, ("x.png", png()), explain="true")
+        assert explained.status_code == 200
+        result = explained.json()["results"][0]
+        assert result["label"] == plain.json()["results"][0]["label"]
+        assert "gradcam_image" not in result
+        assert result["gradcam_error"].startswith("No Grad-CAM: ")
+        assert "model.keras" in result["gradcam_error"], result["gradcam_error"]
+
+
+def test_an_export_card_without_a_weight_count_falls_back_to_the_keras_model(
+    run, onnx_only_run, tmp_path
+):
+    import shutil
+
+    from fashion_cnn.io_utils import read_json, write_json
+
+    old = shutil.copytree(onnx_only_run, tmp_path / "run")
+    card_path = old / "exports" / "onnx" / "card.json"
+    card = read_json(card_path)
+    del card["parameters"]  # as written before cards counted weights
+    write_json(card_path, card)
+    with TestClient(create_app(old)) as client:  # and no model.keras: no count to give
+        assert client.get("/api/model").json()["parameters"] is None
+    shutil.copy(run / "model.keras", old / "model.keras")
+    with TestClient(create_app(old)) as client:
+        assert client.get("/api/model").json()["parameters"] == 93_322
+
+
+def test_opening_the_page_loads_the_keras_model_for_grad_cam_in_the_background(run, synthetic_data):
+    from fashion_cnn.export import export_run
+
+    export_run(run, synthetic_data, "onnx", overwrite=True)
+    app = create_app(run, engine="onnx")
+    with TestClient(app) as client:
+        service = app.state.service
+        assert service._model is None and service._loader is None  # the API alone: no Keras
+        assert post(client, ("x.png", png())).status_code == 200
+        assert service._model is None
+        assert client.get("/").status_code == 200
+        service._loader.join(timeout=60)
+        assert service._model is not None and service._model.count_params() == 93_322
+        loader = service._loader
+        client.get("/")
+        assert service._loader is loader  # started once

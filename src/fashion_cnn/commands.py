@@ -229,7 +229,7 @@ def cmd_serve(args) -> int:
         raise FashionCnnError(
             f"Invalid value for `--workers`: expected an integer >= 1, received {args.workers}"
         )
-    model_path(args.run)  # before TensorFlow loads
+    model_path(args.run, must_exist=False)  # before TensorFlow loads; an export may serve
     _check_listen(args.host, args.port)
     import uvicorn
 

@@ -183,6 +183,7 @@ def model_card(
     artifact: str,
     parity: dict,
     quantization: dict | None = None,
+    parameters: int | None = None,
 ) -> dict:
     """What the export is, how to call it and how well it does.
 
@@ -191,6 +192,8 @@ def model_card(
         artifact: the exported file, relative to the export folder.
         parity: `check_parity`'s figures on the test images.
         quantization: how an int8 export was quantized (`OnnxInt8.describe`, `LITERT_INT8`).
+        parameters: the Keras model's weight count (`serve`'s model card reads it from
+            here, so that it need not load Keras to count them).
     """
     from fashion_cnn.runs import final_metrics
 
@@ -208,6 +211,7 @@ def model_card(
         "recipe": config.get("recipe"),
         "recipe_version": config.get("recipe_version"),
         "model": config.get("model"),
+        "parameters": parameters,
         "trained_precision": config.get("precision"),
         "export_precision": "int8" if quantize else "float32",
         "quantization": quantization,
@@ -319,7 +323,15 @@ def export_run(
                 + ". Nothing was written."
             )
         artifact = path.relative_to(staging).as_posix()
-        card = model_card(run, fmt, quantize, artifact, parity, quantization=settings)
+        card = model_card(
+            run,
+            fmt,
+            quantize,
+            artifact,
+            parity,
+            quantization=settings,
+            parameters=int(model.count_params()),
+        )
         write_json(staging / CARD_FILE, card)
         staging.chmod(0o755)
         old = None

@@ -206,7 +206,8 @@ def create_app(
     app.add_middleware(RequestSizeLimit, max_bytes=limits.max_request_bytes)
 
     @app.get("/", include_in_schema=False)
-    async def index():
+    async def index(request: Request):
+        request.app.state.service.load_model_in_background()  # the page asks for Grad-CAM
         return FileResponse(Path(str(STATIC / "index.html")))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,11 @@ from PIL import Image
 
 from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
+from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.images import MAX_PIXELS, ImageError, load_image
 from fashion_cnn.predict import UNSURE, top_k
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,23 @@ class Limits:
     max_request_bytes: int = 40 * 1024 * 1024
     max_files: int = 16
     max_pixels: int = MAX_PIXELS
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _read_card(path: Path, read_json) -> dict:
+    """An export's card.json, or {} where it is missing or unreadable (the card is
+    informative here: the engine has already loaded the export itself)."""
+    try:
+        card = read_json(path)
+    except (OSError, FashionCnnError):
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def png_data_uri(image: Image.Image) -> str:
@@ -42,7 +64,8 @@ class ClassifierService:
         threshold: calibrated confidence below which the answer is "unsure".
         engine: "keras", "onnx", "litert" (or their "-int8" exports); default: the fastest
             float engine the run has (see `fashion_cnn.engines.default_engine`). Grad-CAM
-            always runs on the Keras model.
+            always runs on the Keras model; with an export engine that model (and
+            TensorFlow) is loaded at the first request that asks for Grad-CAM.
     """
 
     def __init__(
@@ -52,18 +75,22 @@ class ClassifierService:
         threshold: float | None = None,
         engine: str | None = None,
     ):
-        from fashion_cnn.engines import KerasEngine, load_engine
+        from fashion_cnn.engines import CARD_FILE, KerasEngine, export_dir, load_engine
         from fashion_cnn.evaluate import forward_fn
         from fashion_cnn.io_utils import read_json
-        from fashion_cnn.runs import final_metrics, load_calibration, load_run_model
+        from fashion_cnn.runs import final_metrics, load_calibration
 
         self.run_dir = Path(run_dir)
+        self.checkpoint = checkpoint
         self.engine = load_engine(self.run_dir, engine, checkpoint)
-        self.model = (
-            self.engine.model
-            if isinstance(self.engine, KerasEngine)
-            else load_run_model(self.run_dir, checkpoint)
-        )
+        # With an export engine the Keras model (and TensorFlow, ~0.6 GB and ~8 s) is loaded
+        # only when Grad-CAM first asks for it: see `model`.
+        self._model = self.engine.model if isinstance(self.engine, KerasEngine) else None
+        self._model_lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+        self._loader_lock = threading.Lock()  # not _model_lock: held for seconds by a load
+        card_path = export_dir(self.run_dir, self.engine.name) / CARD_FILE
+        self.export_card = {} if self._model is not None else _read_card(card_path, read_json)
         calibration = load_calibration(self.run_dir) or {}
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold = float(
@@ -75,6 +102,38 @@ class ClassifierService:
         self._call = forward_fn(self.engine)
         self._lock = threading.Lock()  # one model call at a time: 2 cores, no oversubscription
         self.warm_up()
+
+    @property
+    def model(self):
+        """The run's Keras model, for Grad-CAM: the engine's own, or loaded on first use.
+
+        Raises:
+            RunError, DamagedFileError: the run's model file is missing or damaged.
+        """
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    from fashion_cnn.runs import load_run_model
+
+                    log.info("loading the Keras model of %s for Grad-CAM", self.run_dir)
+                    self._model = load_run_model(self.run_dir, self.checkpoint)
+        return self._model
+
+    def load_model_in_background(self) -> None:
+        """Starts loading the Keras model for Grad-CAM on a thread, if not loaded yet: the
+        page asks for Grad-CAM with every photo, so opening it starts the load (~8 s with
+        TensorFlow's import) that its first upload would otherwise wait for."""
+        with self._loader_lock:
+            if self._model is not None or self._loader is not None:
+                return
+            self._loader = threading.Thread(target=self._load_quietly, daemon=True)
+            self._loader.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            _ = self.model
+        except FashionCnnError as e:  # said again to each request that asks for Grad-CAM
+            log.warning("Grad-CAM is not available: %s", e)
 
     def warm_up(self) -> None:
         for n in (1, 4):
@@ -108,21 +167,29 @@ class ClassifierService:
         if explain:
             from fashion_cnn.explain import grad_cam, overlay
 
+            try:
+                model = self.model  # loaded outside the lock: classifications go on meanwhile
+            except FashionCnnError as e:  # the answer stands; only its explanation is missing
+                result["gradcam_error"] = f"No Grad-CAM: {e}"
+                return result
             with self._lock:
-                cam = grad_cam(self.model, image[None], classes=np.array([best]))[0]
+                cam = grad_cam(model, image[None], classes=np.array([best]))[0]
             result["gradcam_image"] = png_data_uri(overlay(image, cam, size=112))
         return result
 
     def card(self) -> dict:
         """The model card: what this model is and how well it did."""
-        import keras
-        import tensorflow as tf
-
+        parameters = self.export_card.get("parameters")
+        if parameters is None:  # the Keras engine, or an export made before cards counted them
+            try:
+                parameters = self.model.count_params()
+            except FashionCnnError:
+                parameters = None
         return {
             "run": self.run_dir.name,
             "recipe": self.config.get("recipe"),
             "model": self.config.get("model"),
-            "parameters": int(self.model.count_params()),
+            "parameters": None if parameters is None else int(parameters),
             "engine": self.engine.name,
             "test_accuracy": self.metrics.get("test_accuracy"),
             "tta": self.metrics.get("tta"),
@@ -130,8 +197,8 @@ class ClassifierService:
             "input": "an image file; converted to 28x28 grey, light item on black",
             "temperature": self.temperature,
             "unsure_threshold": self.threshold,
-            "keras_version": keras.__version__,
-            "tensorflow_version": tf.__version__,
+            "keras_version": _version("keras"),  # installed; not imported for an export engine
+            "tensorflow_version": _version("tensorflow"),
         }
 
 

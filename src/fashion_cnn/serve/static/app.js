@@ -5,7 +5,8 @@ async function showCard() {
   try {
     const card = await (await fetch("/api/model")).json();
     const acc = card.test_accuracy == null ? "not evaluated" : (100 * card.test_accuracy).toFixed(1) + "% test accuracy";
-    $("card").textContent = `Model: ${card.recipe || card.model} (${card.parameters.toLocaleString()} weights, ${acc}). Classes: ${card.class_names.join(", ")}.`;
+    const weights = card.parameters == null ? "" : `${card.parameters.toLocaleString()} weights, `;
+    $("card").textContent = `Model: ${card.recipe || card.model} (${weights}${acc}). Classes: ${card.class_names.join(", ")}.`;
   } catch (e) {
     $("card").textContent = "Could not load the model card.";
   }
@@ -33,7 +34,7 @@ function showResult(r) {
   $("error").hidden = true;
   $("result").hidden = false;
   $("seen").src = r.input_image;
-  $("cam").src = r.gradcam_image || r.input_image;
+  showCam(r, "pending");
   const answer = $("answer");
   answer.textContent = r.unsure ? "Unsure" : r.label;
   answer.className = r.unsure ? "unsure" : "";
@@ -51,19 +52,48 @@ function showResult(r) {
   }
 }
 
+// The Grad-CAM overlay, or the input image while it comes or where there is none.
+function showCam(r, state) {
+  const cam = $("cam");
+  cam.src = r.gradcam_image || r.input_image;
+  cam.title = state === "pending" ? "Grad-CAM: coming" : r.gradcam_error || "";
+  cam.dataset.state = state;
+}
+
+async function predict(form, explain) {
+  const response = await fetch(`/api/predict?top_k=3${explain ? "&explain=true" : ""}`, { method: "POST", body: form });
+  return { ok: response.ok, status: response.status, body: await response.json() };
+}
+
+let latest = 0; // the upload on show: an earlier upload's late answers are dropped
+
+// The answer first, then its Grad-CAM: that takes longer, and with an ONNX or LiteRT engine
+// the server loads the Keras model for it on the first request.
 async function classify(blob, name) {
+  const upload = ++latest;
   const form = new FormData();
   form.append("files", blob, name || "upload");
   $("answer").textContent = "…";
+  let r;
   try {
-    const response = await fetch("/api/predict?top_k=3&explain=true", { method: "POST", body: form });
-    const body = await response.json();
-    if (!response.ok) return showError(body.error || `Error ${response.status}`);
-    const r = body.results[0];
+    const answer = await predict(form, false);
+    if (upload !== latest) return;
+    if (!answer.ok) return showError(answer.body.error || `Error ${answer.status}`);
+    r = answer.body.results[0];
     if (r.error) return showError(r.error);
     showResult(r);
   } catch (e) {
-    showError("The server could not be reached.");
+    if (upload === latest) showError("The server could not be reached.");
+    return;
+  }
+  try {
+    const explained = await predict(form, true);
+    if (upload !== latest) return;
+    const e = (explained.ok && explained.body.results[0]) || {};
+    const error = e.gradcam_error || e.error || explained.body.error || `Error ${explained.status}`;
+    showCam({ ...r, gradcam_image: e.gradcam_image, gradcam_error: error }, e.gradcam_image ? "done" : "unavailable");
+  } catch (e) {
+    if (upload === latest) showCam({ ...r, gradcam_error: "The server could not be reached." }, "unavailable");
   }
 }
 
