@@ -1,6 +1,7 @@
 """Exports: round trips with parity for each format, refusal of a broken export, the card."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,59 @@ def test_overwrite_replaces_only_an_earlier_export(run, synthetic_data, tmp_path
 def test_bad_export_arguments(run, synthetic_data, tmp_path, fmt, quantize, message):
     with pytest.raises(ExportError, match=message):
         export_run(run, synthetic_data, fmt, out=tmp_path / "x", quantize=quantize)
+
+
+def _staged(parent, text):
+    folder = parent / f".staging-{text}"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"export": text}))
+    (folder / "model.onnx").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_two_exports_into_one_folder_at_once_take_turns(tmp_path, monkeypatch, earlier):
+    """Export A is about to rename its folder into place when export B installs: B waits
+    for A (without the lock, B's rename landed first and A's failed: 'Directory not
+    empty')."""
+    import os
+    import threading
+
+    run, out = tmp_path / "run", tmp_path / "exports" / "onnx"
+    run.mkdir()
+    out.parent.mkdir()
+    if earlier:
+        _staged(out.parent, "earlier").rename(out)
+    a, b = _staged(out.parent, "a"), _staged(out.parent, "b")
+    real_replace, errors, other = os.replace, [], []
+
+    def install_b():
+        try:
+            export_mod._install(b, out, run, overwrite=True)
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    def replace(src, dst):
+        if Path(src) == a and not other:  # A is about to install: B tries meanwhile
+            other.append(threading.Thread(target=install_b))
+            other[0].start()
+            other[0].join(timeout=1)  # B finishes here if nothing holds it back
+        real_replace(src, dst)
+
+    monkeypatch.setattr(export_mod.os, "replace", replace)
+    export_mod._install(a, out, run, overwrite=True)
+    other[0].join(timeout=30)
+    assert errors == []
+    assert json.loads((out / "card.json").read_text()) == {"export": "b"}  # the later one
+    assert sorted(p.name for p in out.parent.iterdir()) == ["onnx"]  # nothing left beside it
+
+
+def test_an_export_that_appears_meanwhile_is_kept_without_overwrite(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "exports" / "onnx"
+    run.mkdir()
+    out.parent.mkdir()
+    mine = _staged(out.parent, "mine")
+    _staged(out.parent, "other").rename(out)  # installed by another process since the check
+    with pytest.raises(OutputError, match="already exists. Pass --overwrite"):
+        export_mod._install(mine, out, run, overwrite=False)
+    assert json.loads((out / "card.json").read_text()) == {"export": "other"}

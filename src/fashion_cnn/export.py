@@ -12,12 +12,14 @@ artifact and `card.json`, and appears only complete (written beside, then rename
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +244,52 @@ def model_card(
     }
 
 
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """Holds an exclusive `flock` on `folder` itself, not on a lock file, so nothing is left
+    behind; it ends with its process. Without `fcntl` (Windows) or where the file system
+    refuses it, it goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            log.warning("Folder %s cannot be locked (%s): exporting without.", folder, e)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _install(staging: Path, out: Path, run: Path, overwrite: bool) -> None:
+    """Puts the finished export `staging` where `out` is, the earlier export moved aside
+    first, so that `out` is never half-written.
+
+    Two exports into one folder at once (two terminals, a script) take turns on a lock of
+    the folder above it: each installs whole, and the later one stays. Without
+    `overwrite`, an export that another process installed meanwhile is kept and this one
+    refused, as it would have been had it been there at the start.
+
+    Raises:
+        OutputError: `out` appeared meanwhile and `overwrite` is off.
+    """
+    with _folder_locked(out.parent):  # held for a few renames
+        if out.exists():
+            check_export_folder(out, run, overwrite)
+            old = out.with_name(f".{out.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, out)
+
+
 def export_run(
     run_dir: str | os.PathLike,
     data: Dataset,
@@ -334,15 +382,7 @@ def export_run(
         )
         write_json(staging / CARD_FILE, card)
         staging.chmod(0o755)
-        old = None
-        if out.exists():  # move the old export aside first: `out` is never half-written
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old)
+        _install(staging, out, run, overwrite)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
