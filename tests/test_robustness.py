@@ -73,3 +73,50 @@ def test_evaluate_robustness_reports_every_shift(caplog):
     progress = [r.getMessage() for r in caplog.records if r.name == "fashion_cnn.robustness"]
     assert len(progress) == len(SHIFTS)  # minutes of work: each shift says when it is done
     assert progress[0].startswith("robustness: 1/9 shifts done (photo_white: ")
+
+
+def _photo_by_formula(x, rng, background=None, item_colour=None, off_centre=False):
+    """`_photo` written plainly over full-size float arrays, as it first was."""
+    from PIL import Image
+
+    size = int(rng.integers(200, 801))
+    item = Image.fromarray(x).resize((size, size), Image.Resampling.BICUBIC)
+    alpha = np.asarray(item, np.float32)[..., None] / 255.0
+    m = rng.uniform(0.1, 0.3, size=4) * size
+    if off_centre:
+        m[rng.integers(0, 2)] *= 4
+        m[2 + rng.integers(0, 2)] *= 4
+    left, right, top, bottom = (int(v) for v in m)
+    h, w = size + top + bottom, size + left + right
+    rows = np.full((1, 1, 3), 255.0, np.float32) if background is None else background(h)
+    bg = np.broadcast_to(rows, (h, w, 3)).copy()
+    colour = np.zeros(3, np.float32) if item_colour is None else item_colour
+    region = bg[top : top + size, left : left + size]
+    bg[top : top + size, left : left + size] = region * (1 - alpha) + colour * alpha
+    return np.clip(bg, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_photos_are_the_plain_formula_s(case):
+    """The blocked, channel-by-channel composition gives the formula's bytes exactly."""
+    from fashion_cnn.robustness import _photo, _solid
+
+    draw = np.random.default_rng(case)
+    x = (draw.random((28, 28)) * 255).astype(np.uint8)
+    a, b = draw.uniform(170, 255, 3), draw.uniform(170, 255, 3)
+
+    def gradient(h):
+        t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+        return (a * (1 - t) + b * t).astype(np.float32)
+
+    kwargs = [
+        {},
+        {"background": _solid(draw.uniform(120, 255, 3))},
+        {"background": gradient},
+        {"item_colour": draw.uniform(0, 110, 3).astype(np.float32)},
+        {"off_centre": True},
+        {"background": gradient, "item_colour": np.full(3, 300, np.float32)},  # clipped
+    ][case]
+    got = np.asarray(_photo(x, np.random.default_rng(100 + case), **kwargs))
+    expected = _photo_by_formula(x, np.random.default_rng(100 + case), **kwargs)
+    np.testing.assert_array_equal(got, expected)

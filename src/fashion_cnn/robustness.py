@@ -21,28 +21,37 @@ from fashion_cnn.config import check_seed
 from fashion_cnn.errors import ConfigError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.hardware import usable_cores
-from fashion_cnn.images import SIZE, ImageError, preprocess
+from fashion_cnn.images import ROW_BLOCK, SIZE, ImageError, preprocess
 
 log = logging.getLogger(__name__)
 
 Render = Callable[[np.ndarray, np.random.Generator], Image.Image]
 
 
+WHITE = np.full((1, 1, 3), 255.0, np.float32)
+
+
 def _photo(
     x: np.ndarray,
     rng: np.random.Generator,
-    background: Callable[[int, int], np.ndarray] | None = None,
+    background: Callable[[int], np.ndarray] | None = None,
     item_colour: np.ndarray | None = None,
     margin: tuple[float, float] = (0.1, 0.3),
     off_centre: bool = False,
 ) -> Image.Image:
-    """A dark item on a background: `bg * (1 - a) + item_colour * a` with a = pixels / 255."""
+    """A dark item on a background: `bg * (1 - a) + item_colour * a` with a = pixels / 255.
+
+    `background(h)` gives the background's colour row by row, float32 of shape (h, 1, 3), or
+    (1, 1, 3) for one colour (default: white). The margins are filled by Pillow; only the
+    item's square is blended, channel by channel (NumPy's loops over a trailing axis of 3
+    are slow) and in blocks of rows that stay in cache (`ROW_BLOCK`).
+    """
     size = int(rng.integers(200, 801))
     alpha = (
         np.asarray(
             Image.fromarray(x.reshape(28, 28)).resize((size, size), Image.Resampling.BICUBIC),
             dtype=np.float32,
-        )[..., None]
+        )
         / 255.0
     )
     m = rng.uniform(*margin, size=4) * size
@@ -51,15 +60,28 @@ def _photo(
         m[2 + rng.integers(0, 2)] *= 4  # and above or below
     left, right, top, bottom = (int(v) for v in m)
     h, w = size + top + bottom, size + left + right
-    bg = background(h, w) if background else np.full((h, w, 3), 255.0, np.float32)
-    colour = np.zeros(3, np.float32) if item_colour is None else item_colour
-    region = bg[top : top + size, left : left + size]
-    bg[top : top + size, left : left + size] = region * (1 - alpha) + colour * alpha
-    return Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
+    rows = background(h) if background else WHITE
+    fill = np.clip(rows, 0, 255).astype(np.uint8)  # float -> uint8 truncates
+    if len(fill) == 1:
+        photo = Image.new("RGB", (w, h), tuple(int(v) for v in fill.ravel()))
+    else:
+        photo = Image.fromarray(fill).resize((w, h), Image.Resampling.NEAREST)
+    colour = (np.zeros(3, np.float32) if item_colour is None else item_colour).reshape(3, 1, 1)
+    bg_by_channel = rows.transpose(2, 0, 1)  # (3, h or 1, 1)
+    item = np.empty((size, size, 3), np.uint8)
+    for start in range(0, size, ROW_BLOCK):
+        a = alpha[start : start + ROW_BLOCK]
+        bg = (
+            bg_by_channel[:, top + start : top + start + len(a)] if len(rows) > 1 else bg_by_channel
+        )
+        blended = bg * (1 - a) + colour * a
+        item[start : start + len(a)] = np.clip(blended, 0, 255, out=blended).transpose(1, 2, 0)
+    photo.paste(Image.fromarray(item, "RGB"), (left, top))
+    return photo
 
 
-def _solid(colour) -> Callable[[int, int], np.ndarray]:
-    return lambda h, w: np.broadcast_to(np.asarray(colour, np.float32), (h, w, 3)).copy()
+def _solid(colour) -> Callable[[int], np.ndarray]:
+    return lambda h: np.asarray(colour, np.float32).reshape(1, 1, 3)
 
 
 def _white(x, rng):
@@ -77,9 +99,9 @@ def _coloured(x, rng):
 def _gradient(x, rng):
     a, b = rng.uniform(170, 255, 3), rng.uniform(170, 255, 3)
 
-    def bg(h, w):
+    def bg(h):
         t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-        return np.broadcast_to(a * (1 - t) + b * t, (h, w, 3)).astype(np.float32).copy()
+        return (a * (1 - t) + b * t).astype(np.float32)
 
     return _photo(x, rng, bg)
 
