@@ -10,7 +10,7 @@ from fashion_cnn import export as export_mod
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.data import CLASS_NAMES, FILES
 from fashion_cnn.engines import load_engine
-from fashion_cnn.errors import DamagedFileError, OutputError, RunError
+from fashion_cnn.errors import DamagedFileError, OutputError
 from fashion_cnn.export import ExportError, export_run
 from fashion_cnn.models import float32_clone
 from fashion_cnn.runs import load_run_model
@@ -143,7 +143,9 @@ def test_a_damaged_model_file_is_named(run, tmp_path):
         load_run_model(damaged)
     with zipfile.ZipFile(model, "w") as z:  # a zip, but no Keras model in it
         z.writestr("notes.txt", "hello")
-    with pytest.raises(RunError, match=r"Cannot load model .*model.keras: .*[^.]\. Re-train"):
+    with pytest.raises(
+        DamagedFileError, match=r"model.keras is damaged: Keras cannot load it \(.*[^.]\)\. To fix"
+    ):
         load_run_model(damaged)
 
 

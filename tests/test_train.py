@@ -165,7 +165,7 @@ def test_a_damaged_checkpoint_is_named_and_overwrite_starts_again(synthetic_data
         train(config, synthetic_data, out, verbose=0, callbacks=[Interrupt(0, None)])
     checkpoint = out / read_json(out / "state.json")["checkpoint"]
     checkpoint.write_bytes(checkpoint.read_bytes()[:2000])  # cut off on disk
-    with pytest.raises(DamagedFileError, match=r"is damaged: Keras cannot load it .*--overwrite"):
+    with pytest.raises(DamagedFileError, match=r"is damaged: it is not a .keras .*--overwrite"):
         train(config, synthetic_data, out, verbose=0)
     train(config, synthetic_data, out, verbose=0, overwrite=True)
     assert read_json(out / "state.json")["finished"]

@@ -99,6 +99,34 @@ def model_path(run_dir: str | Path, checkpoint: str = "final", *, must_exist: bo
     return path
 
 
+def load_keras_file(path: Path, fix: str):
+    """`keras.models.load_model(path)`, a file it cannot load said as damaged.
+
+    Args:
+        path: a `.keras` file this program wrote (a run's model or checkpoint).
+        fix: how to fix a damaged one, for the message, e.g. "pass --overwrite to start the
+            run again."
+
+    Raises:
+        DamagedFileError: the file is not a zip file (Keras would say "File not found"),
+            or Keras cannot load it.
+    """
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise DamagedFileError(
+            f"{path} is damaged: it is not a .keras (zip) file. To fix it: {fix}"
+        )
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # noqa: BLE001 - any loader failure means the file is unusable
+        raise DamagedFileError(
+            f"{path} is damaged: Keras cannot load it ({str(e).rstrip('.')}). To fix it: {fix}"
+        ) from None
+
+
 def saved_config(out: Path) -> dict | None:
     """The config a run folder was started with, as `TrainConfig.to_dict()` gives it (read
     through the dataclass, so that keys added since, with their defaults, don't count);

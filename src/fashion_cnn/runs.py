@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fashion_cnn.calibrate import apply_temperature, expected_calibration_error
 from fashion_cnn.data import Dataset
-from fashion_cnn.errors import DamagedFileError, RunError
+from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import compute_metrics, predict_proba
 from fashion_cnn.hardware import resolve_precision
 from fashion_cnn.io_utils import read_json, write_json, write_text
@@ -22,6 +21,7 @@ from fashion_cnn.run_folder import (
     METRICS_FILE,
     ROBUSTNESS_FILES,
     evaluation_files,
+    load_keras_file,
     model_path,
 )
 from fashion_cnn.tta import TTA_VIEWS, tta_mode
@@ -51,12 +51,10 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision:
             (same weights; emulated bf16 runs several times slower: `fashion_cnn.hardware`).
 
     Raises:
-        RunError: the folder or the model file is missing or unreadable, or `precision` is
-            neither "auto" nor "trained".
-        DamagedFileError: the model file is not a .keras (zip) file.
+        RunError: the folder or the model file is missing, or `precision` is neither
+            "auto" nor "trained".
+        DamagedFileError: Keras cannot load the model file (`load_keras_file`).
     """
-    import keras
-
     from fashion_cnn.models import float32_clone
 
     if precision not in ("auto", "trained"):
@@ -65,17 +63,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "final", *, precision:
         )
 
     path = model_path(run_dir, checkpoint)
-    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
-        raise DamagedFileError(
-            f"{path} is damaged: it is not a .keras (zip) file. To fix it: train the run "
-            "again with --overwrite."
-        )
-    try:
-        model = keras.models.load_model(path)
-    except Exception as e:  # noqa: BLE001 - any loader failure means the file is unusable
-        raise RunError(
-            f"Cannot load model {path}: {str(e).rstrip('.')}. Re-train the run with --overwrite."
-        ) from None
+    model = load_keras_file(path, "train the run again with --overwrite.")
     bf16 = any(layer.compute_dtype == "bfloat16" for layer in model.layers)
     if precision == "auto" and bf16 and resolve_precision("auto") == "float32":
         log.info("%s trained in mixed_bfloat16; computing in float32 on this machine", path)

@@ -39,7 +39,7 @@ from fashion_cnn.callbacks import Checkpointer, Progress
 from fashion_cnn.cluster import check_same_config
 from fashion_cnn.config import TrainConfig, save_config
 from fashion_cnn.data import NUM_CLASSES, Dataset, split_validation
-from fashion_cnn.errors import DamagedFileError, RunError
+from fashion_cnn.errors import RunError
 from fashion_cnn.evaluate import predict_proba
 from fashion_cnn.hardware import agreed_precision, resolve_precision
 from fashion_cnn.io_utils import atomic_path, make_folder, read_json, write_json
@@ -53,6 +53,7 @@ from fashion_cnn.run_folder import (
     MODEL_FILE,
     STATE_FILE,
     check_run_folder,
+    load_keras_file,
     locked,
 )
 from fashion_cnn.sam import with_sam
@@ -238,14 +239,9 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
             if state and state.get("checkpoint") and (out / state["checkpoint"]).exists():
-                try:
-                    model = keras.models.load_model(out / state["checkpoint"])
-                except Exception as e:  # noqa: BLE001 - any loader failure: the file is bad
-                    raise DamagedFileError(
-                        f"{out / state['checkpoint']} is damaged: Keras cannot load it "
-                        f"({str(e).rstrip('.')}). To fix it: pass --overwrite to start the "
-                        "run again."
-                    ) from None
+                model = load_keras_file(
+                    out / state["checkpoint"], "pass --overwrite to start the run again."
+                )
                 if config.sam:
                     model = with_sam(model, config.sam, config.sam_fraction)
                 log.info("resuming %s from epoch %d", out, state["epoch"])
