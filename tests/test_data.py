@@ -175,3 +175,19 @@ def test_real_files_verify(real_data):
     assert real_data.x_train.shape == (60000, 28, 28, 1)
     assert real_data.x_test.shape == (10000, 28, 28, 1)
     assert np.bincount(real_data.y_test).tolist() == [1000] * 10
+
+
+def test_the_test_set_loads_without_reading_the_training_files(tmp_path, monkeypatch):
+    specs, arrays = small_specs(tmp_path)
+    monkeypatch.setattr(D, "FILES", specs)
+    full = D.load_data(tmp_path, download=False)
+    assert full.x_train.shape == (20, 28, 28, 1)
+    for key in ("train_images", "train_labels"):  # unreadable now: must not be read
+        (tmp_path / specs[key].name).write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a readable gzip"):
+        D.load_data(tmp_path, download=False)
+    test_only = D.load_data(tmp_path, download=False, train=False)
+    np.testing.assert_array_equal(test_only.x_test, full.x_test)
+    np.testing.assert_array_equal(test_only.y_test, full.y_test)
+    assert test_only.x_train.shape == (0, 28, 28, 1) and test_only.y_train.shape == (0,)
+    assert test_only.x_train.dtype == test_only.y_train.dtype == np.uint8

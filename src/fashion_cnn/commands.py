@@ -18,10 +18,10 @@ from fashion_cnn.run_folder import ROBUSTNESS_FILES, evaluation_files, model_pat
 log = logging.getLogger("fashion_cnn")
 
 
-def _load_data(args):
+def _load_data(args, train: bool = True):
     from fashion_cnn.data import load_data
 
-    data = load_data(args.data_dir, download=not args.no_download)
+    data = load_data(args.data_dir, download=not args.no_download, train=train)
     log.info("data: %s", data.source)
     return data
 
@@ -109,7 +109,7 @@ def cmd_evaluate(args) -> int:
     _check_run_writable(args.run, "evaluate", " and ".join(evaluation_files(args.checkpoint)))
     from fashion_cnn.runs import evaluate_run
 
-    data = _load_data(args)
+    data = _load_data(args, train=False)  # the test set is all it uses
     metrics = evaluate_run(args.run, data, checkpoint=args.checkpoint, tta=args.tta)
     names = metrics["class_names"]
     tta = f" ({metrics['tta']} TTA)" if metrics["tta"] != "none" else ""
@@ -195,7 +195,7 @@ def cmd_robustness(args) -> int:
     _check_run_writable(args.run, "robustness", " and ".join(ROBUSTNESS_FILES))
     from fashion_cnn.runs import robustness_run
 
-    data = _load_data(args)
+    data = _load_data(args, train=False)  # the test set is all it uses
     result = robustness_run(args.run, data, limit=args.limit, seed=args.seed)
     print(f"clean accuracy {result['clean_accuracy']:.4f} on {result['n']} test images")
     for name, r in result["shifts"].items():

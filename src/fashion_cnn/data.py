@@ -216,9 +216,15 @@ def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[tuple[Path
     ]
 
 
-def verify_dir(path: Path, check_sha256: bool = True) -> dict[str, np.ndarray]:
-    """Reads and verifies all four files in `path`; returns them by key of `FILES`."""
-    return {key: read_idx(path / spec.name, spec, check_sha256) for key, spec in FILES.items()}
+def verify_dir(
+    path: Path, check_sha256: bool = True, keys: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Reads and verifies the files in `path` (all four, or those of `keys`); returns them
+    by key of `FILES`."""
+    return {
+        key: read_idx(path / FILES[key].name, FILES[key], check_sha256)
+        for key in (keys if keys is not None else FILES)
+    }
 
 
 def _has_any_file(path: Path) -> bool:
@@ -262,17 +268,26 @@ def find_data(data_dir: str | os.PathLike | None = None, download: bool = True) 
     )
 
 
-def load_data(data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+def load_data(
+    data_dir: str | os.PathLike | None = None, download: bool = True, train: bool = True
+) -> Dataset:
     """Finds, verifies and loads Fashion-MNIST (see `find_data`).
+
+    Args:
+        data_dir, download: where to look, and whether to download (see `find_data`).
+        train: also read the training files; without them (what `evaluate`, `robustness`
+            and `serve` need), `x_train` and `y_train` are empty and loading takes ~0.1 s
+            instead of ~0.5 s.
 
     Returns:
         A `Dataset` with images shaped (N, 28, 28, 1), uint8.
     """
     path, how = find_data(data_dir, download)
-    arrays = verify_dir(path)
+    test_keys = ("test_images", "test_labels")
+    arrays = verify_dir(path, keys=None if train else test_keys)
     return Dataset(
-        arrays["train_images"][..., None],
-        arrays["train_labels"],
+        arrays["train_images"][..., None] if train else np.zeros((0, 28, 28, 1), np.uint8),
+        arrays["train_labels"] if train else np.zeros(0, np.uint8),
         arrays["test_images"][..., None],
         arrays["test_labels"],
         source=f"{path} ({how})",

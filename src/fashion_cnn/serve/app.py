@@ -115,7 +115,7 @@ def _samples(n_per_class: int = 1) -> list[dict]:
     from fashion_cnn.data import CLASS_NAMES, DataError, load_data
 
     try:
-        data = load_data(download=False)
+        data = load_data(download=False, train=False)
     except DataError:
         return []
     out = []
