@@ -217,7 +217,7 @@ def create_app(
         return {"status": "ok", "model_loaded": hasattr(request.app.state, "service")}
 
     @app.get("/api/model")
-    async def model_card(request: Request):
+    def model_card(request: Request):  # a thread: for an old export it may load Keras (~8 s)
         return request.app.state.service.card()
 
     @app.get("/api/samples")
