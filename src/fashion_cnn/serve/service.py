@@ -17,6 +17,7 @@ from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.images import MAX_PIXELS, ImageError, load_image
+from fashion_cnn.io_utils import read_json
 from fashion_cnn.predict import UNSURE, top_k
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,17 @@ class Limits:
     max_pixels: int = MAX_PIXELS
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+def _version(*packages: str) -> str | None:
+    """The installed version of the first of `packages` found (without importing it)."""
+    for package in packages:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
-def _read_card(path: Path, read_json) -> dict:
+def _read_card(path: Path) -> dict:
     """An export's card.json, or {} where it is missing or unreadable (the card is
     informative here: the engine has already loaded the export itself)."""
     try:
@@ -77,7 +81,6 @@ class ClassifierService:
     ):
         from fashion_cnn.engines import CARD_FILE, KerasEngine, export_dir, load_engine
         from fashion_cnn.evaluate import forward_fn
-        from fashion_cnn.io_utils import read_json
         from fashion_cnn.runs import final_metrics, load_calibration
 
         self.run_dir = Path(run_dir)
@@ -90,7 +93,7 @@ class ClassifierService:
         self._loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()  # not _model_lock: held for seconds by a load
         card_path = export_dir(self.run_dir, self.engine.name) / CARD_FILE
-        self.export_card = {} if self._model is not None else _read_card(card_path, read_json)
+        self.export_card = {} if self._model is not None else _read_card(card_path)
         calibration = load_calibration(self.run_dir) or {}
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold = float(
@@ -198,7 +201,7 @@ class ClassifierService:
             "temperature": self.temperature,
             "unsure_threshold": self.threshold,
             "keras_version": _version("keras"),  # installed; not imported for an export engine
-            "tensorflow_version": _version("tensorflow"),
+            "tensorflow_version": _version("tensorflow", "tensorflow-cpu"),  # pyproject.toml's
         }
 
 
