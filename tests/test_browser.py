@@ -146,6 +146,7 @@ def test_upload_shows_the_predicted_class(server):
             page.wait_for_selector("#cam[data-state=done]", timeout=30_000)  # after the answer
             cam = page.get_attribute("#cam", "src")
             assert cam.startswith("data:image/png") and cam != seen
+            assert page.get_attribute("#cam", "title") == ""
             page.screenshot(path=str(tmp / "page.png"))
         finally:
             browser.close()

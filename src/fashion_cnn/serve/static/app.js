@@ -90,8 +90,9 @@ async function classify(blob, name) {
     const explained = await predict(form, true);
     if (upload !== latest) return;
     const e = (explained.ok && explained.body.results[0]) || {};
+    if (e.gradcam_image) return showCam({ ...r, gradcam_image: e.gradcam_image }, "done");
     const error = e.gradcam_error || e.error || explained.body.error || `Error ${explained.status}`;
-    showCam({ ...r, gradcam_image: e.gradcam_image, gradcam_error: error }, e.gradcam_image ? "done" : "unavailable");
+    showCam({ ...r, gradcam_error: error }, "unavailable");
   } catch (e) {
     if (upload === latest) showCam({ ...r, gradcam_error: "The server could not be reached." }, "unavailable");
   }
