@@ -52,6 +52,19 @@ def top_k(probs: np.ndarray, k: int, class_names: Sequence[str] = CLASS_NAMES) -
     ]
 
 
+def answer(probs: np.ndarray, threshold: float, k: int) -> dict:
+    """One probability vector as the answer `predict` and `serve` give: the most probable
+    class, or `UNSURE` when its probability is below `threshold`, and the top `k`."""
+    best = int(probs.argmax())
+    unsure = float(probs[best]) < threshold
+    return {
+        "label": UNSURE if unsure else CLASS_NAMES[best],
+        "confidence": float(probs[best]),
+        "unsure": unsure,
+        "predictions": top_k(probs, k),
+    }
+
+
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
     """Files as given, folders as their image files (recursively, sorted), `-` as stdin.
 
@@ -159,14 +172,7 @@ def predict_inputs(
                 probs = predict_proba(model, np.stack(batch)[..., None])
                 probs = apply_temperature(probs, temperature) if temperature != 1.0 else probs
                 for idx, p in zip(where, probs, strict=True):
-                    best = int(p.argmax())
-                    confident = float(p[best]) >= threshold
-                    results[idx].update(
-                        label=CLASS_NAMES[best] if confident else UNSURE,
-                        confidence=float(p[best]),
-                        unsure=not confident,
-                        predictions=top_k(p, k),
-                    )
+                    results[idx].update(answer(p, threshold, k))
                 if explain:
                     _save_explanations(
                         explainer, batch, probs, names, where, results, Path(explain)

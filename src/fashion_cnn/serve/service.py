@@ -18,7 +18,7 @@ from fashion_cnn.data import CLASS_NAMES
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.images import MAX_PIXELS, ImageError, load_image
 from fashion_cnn.io_utils import read_json
-from fashion_cnn.predict import UNSURE, top_k
+from fashion_cnn.predict import answer
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,9 @@ class ClassifierService:
         image = load_image(io.BytesIO(data), name=name)
         probs = self.probabilities(image[None])[0]
         best = int(probs.argmax())
-        unsure = float(probs[best]) < self.threshold
         result = {
             "file": name,
-            "label": UNSURE if unsure else CLASS_NAMES[best],
-            "confidence": float(probs[best]),
-            "unsure": unsure,
-            "predictions": top_k(probs, k),
+            **answer(probs, self.threshold, k),
             "input_image": png_data_uri(Image.fromarray(image)),  # 28x28; the page scales it
         }
         if explain:
