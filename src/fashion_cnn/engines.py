@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import logging
 import threading
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,17 @@ def runtime_installed(name: str) -> bool:
     """Whether the Python package that runs engine `name` is importable."""
     package = RUNTIME_PACKAGE.get(_family(name))
     return package is None or importlib.util.find_spec(package) is not None
+
+
+def installed_version(*packages: str) -> str | None:
+    """The installed version of the first of `packages` found, without importing it (e.g.
+    `installed_version("tensorflow", "tensorflow-cpu")`); None when none is installed."""
+    for package in packages:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _artifact(folder: Path, name: str) -> Path:

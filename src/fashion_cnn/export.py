@@ -31,6 +31,7 @@ from fashion_cnn.engines import (
     ONNX_FILE,
     check_export_folder,
     export_dir,
+    installed_version,
     model_sha256,
     open_artifact,
 )
@@ -166,15 +167,10 @@ def _versions(fmt: str) -> dict:
     import tensorflow as tf
 
     versions = {"keras": keras.__version__, "tensorflow": tf.__version__}
-    from importlib.metadata import PackageNotFoundError, version
-
     for package in {"onnx": ("onnx", "onnxruntime", "tf2onnx"), "litert": ("ai-edge-litert",)}.get(
         fmt, ()
     ):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
+        versions[package] = installed_version(package)
     return versions
 
 

@@ -7,7 +7,6 @@ import io
 import logging
 import threading
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 
 from fashion_cnn.calibrate import DEFAULT_THRESHOLD, apply_temperature
 from fashion_cnn.data import CLASS_NAMES
+from fashion_cnn.engines import installed_version
 from fashion_cnn.errors import FashionCnnError
 from fashion_cnn.images import MAX_PIXELS, ImageError, load_image
 from fashion_cnn.io_utils import read_json
@@ -31,16 +31,6 @@ class Limits:
     max_request_bytes: int = 40 * 1024 * 1024
     max_files: int = 16
     max_pixels: int = MAX_PIXELS
-
-
-def _version(*packages: str) -> str | None:
-    """The installed version of the first of `packages` found (without importing it)."""
-    for package in packages:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _read_card(path: Path) -> dict:
@@ -196,8 +186,10 @@ class ClassifierService:
             "input": "an image file; converted to 28x28 grey, light item on black",
             "temperature": self.temperature,
             "unsure_threshold": self.threshold,
-            "keras_version": _version("keras"),  # installed; not imported for an export engine
-            "tensorflow_version": _version("tensorflow", "tensorflow-cpu"),  # pyproject.toml's
+            # installed versions (not imported for an export engine); on Linux x86-64
+            # pyproject.toml installs TensorFlow as the package tensorflow-cpu
+            "keras_version": installed_version("keras"),
+            "tensorflow_version": installed_version("tensorflow", "tensorflow-cpu"),
         }
 
 
