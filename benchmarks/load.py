@@ -57,17 +57,26 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+BOUNDARY = b"fashioncnnloadtest"
+#: The Content-Type header of a `multipart_payload`.
+MULTIPART_TYPE = f"multipart/form-data; boundary={BOUNDARY.decode()}"
+
+
+def multipart_payload(body: bytes) -> bytes:
+    """The form `/api/predict` takes: `body` as the file `x.png` in the field `files`."""
+    return (
+        b"--" + BOUNDARY + b"\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="x.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + body + b"\r\n--" + BOUNDARY + b"--\r\n"
+    )
+
+
 def multipart_request(port: int, body: bytes) -> bytes:
     """One complete HTTP/1.1 keep-alive POST of `body` as the file `x.png`."""
-    boundary = b"fashioncnnloadtest"
-    payload = (
-        b"--" + boundary + b"\r\n"
-        b'Content-Disposition: form-data; name="files"; filename="x.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n" + body + b"\r\n--" + boundary + b"--\r\n"
-    )
+    payload = multipart_payload(body)
     head = (
         f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\n"
+        f"Content-Type: {MULTIPART_TYPE}\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n"
     ).encode()
     return head + payload

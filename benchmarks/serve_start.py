@@ -29,7 +29,7 @@ import urllib.request
 import numpy as np
 from PIL import Image
 
-BOUNDARY = "fashioncnnbench"
+from load import MULTIPART_TYPE, multipart_payload, rss_kib  # benchmarks/load.py
 
 
 def _photo_body() -> bytes:
@@ -37,14 +37,7 @@ def _photo_body() -> bytes:
     pixels[4:24, 8:20] = 200
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG")
-    return (
-        (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + buf.getvalue()
-        + f"\r\n--{BOUNDARY}--\r\n".encode()
-    )
+    return multipart_payload(buf.getvalue())
 
 
 class Server:
@@ -77,15 +70,13 @@ class Server:
         raise SystemExit(f"the server did not answer within {timeout} s")
 
     def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as f:
-            kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-        return kb / 1024
+        return rss_kib(self.process.pid) / 1024
 
     def predict(self, body: bytes, explain: bool) -> tuple[float, dict]:
         request = urllib.request.Request(
             self.base + "/api/predict" + ("?explain=true" if explain else ""),
             data=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            headers={"Content-Type": MULTIPART_TYPE},
         )
         start = time.perf_counter()
         with urllib.request.urlopen(request, timeout=120) as response:
