@@ -115,6 +115,16 @@ def model_sha256(run_dir: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def export_card(run_dir: str | Path, name: str) -> dict:
+    """The `card.json` of the run's export `name`, or {} where it is missing or unreadable
+    (what the card says is checked where it matters; the export is opened on its own)."""
+    try:
+        card = read_json(export_dir(run_dir, name) / CARD_FILE)
+    except (OSError, DamagedFileError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
 def stale_export(run_dir: str | Path, name: str, current: str | None = None) -> bool:
     """Whether the run's export `name` was made from another model.keras than the run's
     (it was trained again since). Exports whose card records no model (made before
@@ -125,11 +135,7 @@ def stale_export(run_dir: str | Path, name: str, current: str | None = None) -> 
         run_dir, name: the run and the export's engine name.
         current: the run's `model_sha256`, if already computed.
     """
-    try:
-        card = read_json(export_dir(run_dir, name) / CARD_FILE)
-    except (OSError, DamagedFileError):
-        return False
-    recorded = card.get("model_sha256") if isinstance(card, dict) else None
+    recorded = export_card(run_dir, name).get("model_sha256")
     if recorded and current is None:
         current = model_sha256(run_dir)
     return bool(recorded) and current is not None and recorded != current
@@ -319,7 +325,8 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
         )
     if named and stale_export(run_dir, name):  # the default engine is never a stale one
         raise RunError(_stale_message(run_dir, name))
-    if name == "onnx-int8" and not _has_quantization_record(folder):
+    # exports since 7-bit weights record how they were quantized
+    if name == "onnx-int8" and not export_card(run_dir, name).get("quantization"):
         log.warning(
             "The onnx-int8 export of %s predates 7-bit weights: on CPUs without VNNI, ONNX "
             "Runtime can saturate its 8-bit weights and change answers its parity check did "
@@ -329,12 +336,3 @@ def load_engine(run_dir: str | Path, name: str | None = None, checkpoint: str = 
             run_dir,
         )
     return open_artifact(path, name=name)
-
-
-def _has_quantization_record(folder: Path) -> bool:
-    """Whether an export's card.json says how it was quantized (exports since 7-bit weights)."""
-    try:
-        card = read_json(folder / CARD_FILE)
-    except (OSError, DamagedFileError):
-        return False
-    return isinstance(card, dict) and bool(card.get("quantization"))

@@ -33,16 +33,6 @@ class Limits:
     max_pixels: int = MAX_PIXELS
 
 
-def _read_card(path: Path) -> dict:
-    """An export's card.json, or {} where it is missing or unreadable (the card is
-    informative here: the engine has already loaded the export itself)."""
-    try:
-        card = read_json(path)
-    except (OSError, FashionCnnError):
-        return {}
-    return card if isinstance(card, dict) else {}
-
-
 def png_data_uri(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, "PNG")
@@ -69,7 +59,7 @@ class ClassifierService:
         threshold: float | None = None,
         engine: str | None = None,
     ):
-        from fashion_cnn.engines import CARD_FILE, KerasEngine, export_dir, load_engine
+        from fashion_cnn.engines import KerasEngine, export_card, load_engine
         from fashion_cnn.evaluate import forward_fn
         from fashion_cnn.runs import final_metrics, load_calibration
 
@@ -82,8 +72,9 @@ class ClassifierService:
         self._model_lock = threading.Lock()
         self._loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()  # not _model_lock: held for seconds by a load
-        card_path = export_dir(self.run_dir, self.engine.name) / CARD_FILE
-        self.export_card = {} if self._model is not None else _read_card(card_path)
+        self.export_card = (
+            {} if self._model is not None else export_card(self.run_dir, self.engine.name)
+        )
         calibration = load_calibration(self.run_dir) or {}
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold = float(
