@@ -71,3 +71,20 @@ def test_html_is_self_contained_and_complete():
     for part in ("Training curves", "Confusion matrix", "Classification report", "Most confused"):
         assert part in page
     assert f"{m['test_accuracy']:.2%}" in page
+
+
+def test_robustness_strip_shows_photo_thumbnails_beside_the_model_inputs():
+    from fashion_cnn.report import THUMBNAIL, robustness_strip
+    from fashion_cnn.robustness import SHIFTS
+
+    images = np.zeros((2, 28, 28, 1), np.uint8)
+    images[:, 5:23, 8:20] = 200  # a light item on black, as in Fashion-MNIST
+    fig = robustness_strip(images)
+    assert isinstance(fig, Figure) and len(fig.axes) == len(SHIFTS) * 4
+    shown = [ax.get_images()[0].get_array() for ax in fig.axes]
+    photos, inputs = shown[0::2], shown[1::2]  # columns: photo, what the model saw, ...
+    assert all(p.ndim == 3 and max(p.shape[:2]) == THUMBNAIL for p in photos)
+    assert all(s.shape == (28, 28) for s in inputs)
+    assert [fig.axes[4 * row].get_ylabel() for row in range(len(SHIFTS))] == [
+        name.replace("_", "\n") for name in SHIFTS
+    ]

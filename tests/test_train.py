@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fashion_cnn import train as train_module
 from fashion_cnn.augment import augment_batch
 from fashion_cnn.config import TrainConfig
 from fashion_cnn.errors import DamagedFileError, RunError
@@ -102,6 +103,26 @@ def test_seeded_runs_are_bit_identical(reference_run, synthetic_data, tmp_path):
     assert (reference_run / "metrics.json").read_bytes() == (again / "metrics.json").read_bytes()
     other = train(CFG.replace(seed=1), synthetic_data, tmp_path / "other", verbose=0)
     assert not np.array_equal(weights(load_run_model(other))[0], weights(load_run_model(again))[0])
+
+
+def test_training_traces_its_step_once_and_trains_as_a_lazy_build_would(
+    synthetic_data, tmp_path, monkeypatch
+):
+    traces = []
+    plain_step = keras.Model.train_step
+
+    def counting_step(self, data):  # runs once per trace of the training step
+        traces.append(data)
+        return plain_step(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counting_step)
+    config = CFG.replace(epochs=2, ema=0.9)  # EMA: its averages start at the built weights
+    built = train(config, synthetic_data, tmp_path / "built", verbose=0)
+    assert len(traces) == 1
+    # Keras' own way, creating the optimizer's and metrics' variables inside the first trace:
+    monkeypatch.setattr(train_module, "build_training_state", lambda model: None)
+    lazy = train(config, synthetic_data, tmp_path / "lazy", verbose=0)
+    assert_same_weights(load_run_model(built), load_run_model(lazy))
 
 
 def test_evaluate_with_flip_shift_tta_reports_its_18_view_accuracy(

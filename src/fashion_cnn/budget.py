@@ -86,7 +86,7 @@ def time_epoch(config: TrainConfig, n_train: int, n_val: int) -> float:
 
     from fashion_cnn.batches import epoch_batches, make_augment, make_mix
     from fashion_cnn.evaluate import predict_proba
-    from fashion_cnn.train import compiled_model
+    from fashion_cnn.train import build_training_state, compiled_model
 
     steps = WARMUP_STEPS + TIMED_STEPS
     rng = np.random.default_rng(0)
@@ -99,6 +99,7 @@ def time_epoch(config: TrainConfig, n_train: int, n_val: int) -> float:
             x, y, config.batch_size, 0, 0, 1, augment=make_augment(config), mix=make_mix(config)
         )
         model = compiled_model(config, total_steps=steps)
+        build_training_state(model)
         model.fit(ds, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0, shuffle=False)
         t0 = time.perf_counter()
         model.fit(

@@ -138,6 +138,21 @@ def compiled_model(config: TrainConfig, total_steps: int) -> keras.Model:
     return model
 
 
+def build_training_state(model: keras.Model) -> None:
+    """Creates the optimizer's and the compiled metrics' variables of `model` before `fit`.
+
+    Without a distribution strategy Keras creates them while TensorFlow traces the training
+    step, and a `tf.function` whose first trace created variables is traced a second time:
+    building them first halves the tracing at the start of every `fit` (see BENCHMARKS.md).
+    Leaves the weights, the random state and the metrics' values as they were.
+    """
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    one = keras.ops.zeros((1, *model.input_shape[1:]))
+    model.compute_metrics(one, keras.ops.zeros((1, *model.output_shape[1:])), model(one))
+    model.reset_metrics()
+
+
 def configure_backend(config: TrainConfig) -> None:
     """Seeds everything and makes TensorFlow ops deterministic (bit-for-bit repeatable runs)."""
     keras.utils.set_random_seed(config.seed)
@@ -287,6 +302,8 @@ def _train_locked(config, data, out: Path, verbose, overwrite, callbacks, strate
                     verbose=verbose,
                 )
             else:
+                if strategy is None:  # under a strategy Keras builds them itself
+                    build_training_state(model)
                 model.fit(
                     ds,
                     epochs=config.epochs,
