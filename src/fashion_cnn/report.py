@@ -272,11 +272,11 @@ def robustness_strip(images: np.ndarray, seed: int = 0) -> Figure:
     for row, name in enumerate(SHIFTS):
         for j, photo in enumerate(render_photos(name, images, seed)):
             seen = model_input(photo)  # None: refused, scored as wrong; shown black
+            seen = np.zeros((SIZE, SIZE), np.uint8) if seen is None else seen
             # A thumbnail: each photo shows ~100 pixels wide, and matplotlib resampling
-            # 72 full-size (~900x900) photos at every draw took most of the command's time.
+            # 72 full-size (~900x900) photos at every draw took most of the figure's time.
             photo.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
             axes[row][2 * j].imshow(photo)
-            seen = np.zeros((SIZE, SIZE), np.uint8) if seen is None else seen
             axes[row][2 * j + 1].imshow(seen, cmap="gray", vmin=0, vmax=255)
         for ax in axes[row]:
             ax.set_xticks([])
