@@ -135,6 +135,7 @@ def run_one(recipe: str, seed: int, workdir: Path) -> dict:
         result[key] = metrics["test_accuracy"]
     h = json.loads((run / "history.json").read_text())
     result["fit_s"] = sum(h["epoch_seconds"])
+    result["val_final"] = h["val_accuracy"][-1]  # what a candidate is adopted on
     result["images"] = h["train_images"] * len(h["epoch_seconds"])
     elapsed, reached = 0.0, {}
     for secs, acc in zip(h["epoch_seconds"], h["val_accuracy"], strict=True):
