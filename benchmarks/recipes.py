@@ -21,6 +21,9 @@ processes: `fashion-cnn train --recipe R --seed S`, then `fashion-cnn evaluate` 
   views; "—" for results stored before that mode existed);
 - time to accuracy: fit seconds until the validation accuracy first reached 90/93/94%.
 
+Each run's final validation accuracy, the figure a candidate is adopted on, is stored in
+`--results` as `val_final` (not tabulated).
+
 Each recipe's per-seed results are kept in `--results` (default
 `benchmarks/results/recipes.json`), so recipes can be measured in separate sessions (`best`
 takes an hour a seed) and the table still shows all of them: a recipe measured again
