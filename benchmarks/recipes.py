@@ -27,7 +27,14 @@ Each run's final validation accuracy, the figure a candidate is adopted on, is s
 Each recipe's per-seed results are kept in `--results` (default
 `benchmarks/results/recipes.json`), so recipes can be measured in separate sessions (`best`
 takes an hour a seed) and the table still shows all of them: a recipe measured again
-replaces its earlier entry (written after every seed). Run folders go to a temporary folder,
+replaces its earlier entry (written after every seed), unless `--append` is given, which
+adds the new seeds to it (a seed already stored is measured again and replaced; the commands
+and each seed's matmul figure are kept, the table compares with their mean):
+
+    python benchmarks/recipes.py --recipes fast --seeds 0 1 --results FILE
+    python benchmarks/recipes.py --recipes fast --seeds 2 --results FILE --append
+
+Run folders go to a temporary folder,
 or are kept in `--workdir`. With `--write FILE` the Markdown table of every stored recipe
 replaces the part of FILE between the lines `<!-- recipes:begin -->` and
 `<!-- recipes:end -->`.
@@ -151,6 +158,59 @@ def run_one(recipe: str, seed: int, workdir: Path) -> dict:
     return result
 
 
+def check_same_model(name: str, old: dict, params: int, forward_flops: int) -> None:
+    """Raise a ValueError naming `name` unless its stored entry `old` measured a model with
+    `params` weights and `forward_flops` FLOPs (the results `--append` would add to)."""
+    if (old["params"], old["forward_flops"]) != (params, forward_flops):
+        raise ValueError(
+            f"Cannot append to the stored results of {name}: they were measured on a "
+            f"different model ({old['params']:,} weights, {old['forward_flops']:,} FLOPs; "
+            f"now {params:,}, {forward_flops:,}). Store them in another --results file, or "
+            "measure without --append."
+        )
+
+
+def merge_entry(name: str, old: dict | None, new: dict, append: bool) -> dict:
+    """A recipe's stored entry after a measurement: `new` itself, or with `append` the
+    results of `old` whose seeds `new` did not measure again followed by `new`'s.
+
+    Args:
+        name: the recipe's name in the results file (for messages).
+        old: the entry stored before (`None` when there is none).
+        new: the entry of this measurement: `params`, `forward_flops`, `step_cost`,
+            `command`, and `results`, each with its `seed` and `matmul_gflops`.
+        append: keep `old`'s other seeds instead of replacing the entry.
+
+    Returns:
+        The entry to store; its `matmul_gflops` is the mean over its results (a result
+        stored before `--append` existed counts with its entry's `matmul_gflops_per_seed`
+        where a merge by hand recorded them, else the entry's figure), its `command` every
+        command that produced it.
+
+    Raises:
+        ValueError: `old` measured a different model (weights or FLOPs differ).
+    """
+    if not append or old is None:
+        return new
+    check_same_model(name, old, new["params"], new["forward_flops"])
+    seeds = {r["seed"] for r in new["results"]}
+    per_seed = old.get("matmul_gflops_per_seed", [])
+    if len(per_seed) != len(old["results"]):
+        per_seed = [old["matmul_gflops"]] * len(old["results"])
+    kept = [
+        {"matmul_gflops": g, **r}
+        for r, g in zip(old["results"], per_seed, strict=True)
+        if r.get("seed") not in seeds
+    ]
+    results = kept + new["results"]
+    return {
+        **new,
+        "matmul_gflops": statistics.mean(r["matmul_gflops"] for r in results),
+        "command": f"{old['command']}`, then `{new['command']}",
+        "results": results,
+    }
+
+
 def ms(values: list[float], fmt: str = "{:.1f}") -> str:
     if len(values) > 1:
         return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
@@ -194,6 +254,14 @@ def table(
     return "\n".join(lines)
 
 
+def write_results(path: Path, stored: dict) -> None:
+    """Write the stored results to `path` through a temporary file (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(stored, indent=1) + "\n")
+    tmp.replace(path)
+
+
 def write_section(path: Path, text: str) -> None:
     begin, end = "<!-- recipes:begin -->", "<!-- recipes:end -->"
     doc = path.read_text()
@@ -218,6 +286,11 @@ def main() -> None:
         default=Path(__file__).parent / "results" / "recipes.json",
         help="JSON file of per-recipe results, updated after each recipe",
     )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the seeds measured to the recipe's stored results instead of replacing them",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     stored = json.loads(args.results.read_text()) if args.results.exists() else {}
@@ -228,21 +301,28 @@ def main() -> None:
             if is_file(recipe) and not Path(recipe).is_file():
                 raise SystemExit(f"Recipe file {recipe} does not exist")
             params, fwd, cost = model_info(recipe)
-            results = []
+            name, before, results = recipe_name(recipe), stored.get(recipe_name(recipe)), []
+            if args.append and before is not None:
+                try:  # before an hour of training, not after
+                    check_same_model(name, before, params, fwd)
+                except ValueError as e:
+                    raise SystemExit(str(e)) from None
             for seed in args.seeds:
                 r = run_one(recipe, seed, workdir)
-                results.append({**r, "reached": {str(k): v for k, v in r["reached"].items()}})
-                stored[recipe_name(recipe)] = {
+                reached = {str(k): v for k, v in r["reached"].items()}
+                results.append({**r, "reached": reached, "seed": seed, "matmul_gflops": ref})
+                new = {
                     "params": params,
                     "forward_flops": fwd,
                     "step_cost": cost,
                     "matmul_gflops": ref,
                     "command": f"python benchmarks/recipes.py --recipes {recipe} "
-                    f"--seeds {' '.join(map(str, args.seeds[: len(results)]))}",
+                    f"--seeds {' '.join(map(str, args.seeds[: len(results)]))}"
+                    + (" --append" if args.append else ""),
                     "results": results,
                 }
-                args.results.parent.mkdir(parents=True, exist_ok=True)
-                args.results.write_text(json.dumps(stored, indent=1) + "\n")
+                stored[name] = merge_entry(name, before, new, args.append)
+                write_results(args.results, stored)
     rows = {
         name: [
             {**r, "reached": {float(k): v for k, v in r["reached"].items()}}

@@ -1,6 +1,7 @@
-"""The benchmark sweep helpers: variant parsing and the summary table (`gpu_sweep.py`) and
-ensembles of saved sweep probabilities (`ensemble.py --sweep`). No training: synthetic
-records and probabilities."""
+"""The benchmark sweep helpers: variant parsing and the summary table (`gpu_sweep.py`),
+ensembles of saved sweep probabilities (`ensemble.py --sweep`), and the recipes benchmark's
+FLOP count and stored results (`recipes.py`). No training: synthetic records and
+probabilities."""
 
 import json
 import sys
@@ -183,3 +184,71 @@ def test_recipes_benchmark_counts_the_flops_of_smaller_epochs(tmp_path):
 
     assert flops(28) == full == same_full
     assert resized_cost == pytest.approx((flops(16) + flops(20) + 2 * flops(28)) / (4 * full))
+
+
+def _entry(seeds, matmul, params=100, command="cmd", accs=None):
+    accs = accs or [0.9 + s / 100 for s in seeds]
+    return {
+        "params": params,
+        "forward_flops": 1000,
+        "step_cost": 1.0,
+        "matmul_gflops": matmul,
+        "command": command,
+        "results": [
+            {"seed": s, "acc": a, "matmul_gflops": matmul} for s, a in zip(seeds, accs, strict=True)
+        ],
+    }
+
+
+def test_recipes_benchmark_replaces_an_entry_unless_appending():
+    from recipes import merge_entry
+
+    old, new = _entry([0, 1], 100.0, command="A"), _entry([2], 130.0, command="B")
+    assert merge_entry("fast", old, new, append=False) is new
+    assert merge_entry("fast", None, new, append=True) is new
+    merged = merge_entry("fast", old, new, append=True)
+    assert [r["seed"] for r in merged["results"]] == [0, 1, 2]
+    assert merged["matmul_gflops"] == pytest.approx(110.0)
+    assert merged["command"] == "A`, then `B"
+    assert old["results"] == _entry([0, 1], 100.0, command="A")["results"]  # not mutated
+
+
+def test_recipes_benchmark_append_replaces_a_seed_measured_again():
+    from recipes import merge_entry
+
+    old = _entry([0, 1], 100.0, accs=[0.5, 0.6])
+    merged = merge_entry("fast", old, _entry([1], 100.0, accs=[0.7]), append=True)
+    assert [(r["seed"], r["acc"]) for r in merged["results"]] == [(0, 0.5), (1, 0.7)]
+
+
+def test_recipes_benchmark_append_keeps_matmul_figures_of_hand_merged_entries():
+    # Results stored before `--append` carry no seed or matmul figure of their own; a merge
+    # by hand recorded the figures in `matmul_gflops_per_seed`.
+    from recipes import merge_entry
+
+    old = _entry([0, 1], 0.0)
+    for r in old["results"]:
+        del r["seed"], r["matmul_gflops"]
+    old["matmul_gflops_per_seed"] = [90.0, 120.0]
+    merged = merge_entry("fast", old, _entry([2], 150.0), append=True)
+    assert [r["matmul_gflops"] for r in merged["results"]] == [90.0, 120.0, 150.0]
+    assert merged["matmul_gflops"] == pytest.approx(120.0)
+    assert "matmul_gflops_per_seed" not in merged
+
+
+def test_recipes_benchmark_refuses_to_append_results_of_another_model(tmp_path, capsys):
+    import recipes
+
+    with pytest.raises(ValueError, match="Cannot append to the stored results of fast: .*100 "):
+        recipes.merge_entry("fast", _entry([0], 1.0), _entry([1], 1.0, params=200), append=True)
+    # main() refuses before training anything.
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"fast": _entry([0], 1.0, params=7)}))
+    argv = ["recipes.py", "--recipes", "fast", "--seeds", "1", "--results", str(results)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", [*argv, "--append"])
+        mp.setattr(recipes, "matmul_gflops", lambda: 1.0)
+        mp.setattr(recipes, "run_one", lambda *a: pytest.fail("trained"))
+        with pytest.raises(SystemExit, match="Store them in another --results file"):
+            recipes.main()
+    assert json.loads(results.read_text())["fast"]["params"] == 7
