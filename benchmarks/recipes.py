@@ -28,7 +28,8 @@ Each recipe's per-seed results are kept in `--results` (default
 `benchmarks/results/recipes.json`), so recipes can be measured in separate sessions (`best`
 takes an hour a seed) and the table still shows all of them: a recipe measured again
 replaces its earlier entry (written after every seed), unless `--append` is given, which
-adds the new seeds to it (a seed already stored is measured again and replaced; the commands
+adds the new seeds to it (a seed already stored is measured again and replaced, except in
+results stored before 2026-12-04, which do not record their seeds; the commands
 and each seed's matmul figure are kept, the table compares with their mean):
 
     python benchmarks/recipes.py --recipes fast --seeds 0 1 --results FILE
@@ -172,7 +173,8 @@ def check_same_model(name: str, old: dict, params: int, forward_flops: int) -> N
 
 def merge_entry(name: str, old: dict | None, new: dict, append: bool) -> dict:
     """A recipe's stored entry after a measurement: `new` itself, or with `append` the
-    results of `old` whose seeds `new` did not measure again followed by `new`'s.
+    results of `old` whose seeds `new` did not measure again followed by `new`'s. Results
+    stored before `--append` existed carry no seed, so they are always kept.
 
     Args:
         name: the recipe's name in the results file (for messages).
