@@ -256,14 +256,6 @@ def table(
     return "\n".join(lines)
 
 
-def write_results(path: Path, stored: dict) -> None:
-    """Write the stored results to `path` through a temporary file (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(stored, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def write_section(path: Path, text: str) -> None:
     begin, end = "<!-- recipes:begin -->", "<!-- recipes:end -->"
     doc = path.read_text()
@@ -295,6 +287,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fashion_cnn.io_utils import write_text
+
     stored = json.loads(args.results.read_text()) if args.results.exists() else {}
     ref = matmul_gflops() if args.recipes else 0.0  # only stored with new measurements
     with tempfile.TemporaryDirectory() as tmp:
@@ -324,7 +318,7 @@ def main() -> None:
                     "results": results,
                 }
                 stored[name] = merge_entry(name, before, new, args.append)
-                write_results(args.results, stored)
+                write_text(args.results, json.dumps(stored, indent=1) + "\n")  # atomic
     rows = {
         name: [
             {**r, "reached": {float(k): v for k, v in r["reached"].items()}}
