@@ -55,6 +55,7 @@ def main() -> None:
                 width=config.width,
                 fused_bn=config.fused_bn,
                 se=config.se,
+                channels=config.channels,
                 precision=args.precision,
                 batch_size=int(config.batch_size * fraction),
                 jit_compile=config.jit_compile,

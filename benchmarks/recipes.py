@@ -100,7 +100,7 @@ def model_info(recipe: str) -> tuple[int, int, float]:
     from fashion_cnn.sam import step_cost
 
     c = load(recipe)
-    model = build_model(c.model, scale=c.scale, width=c.width, fused_bn=c.fused_bn, se=c.se)
+    model = build_model(c.model, **c.model_options())
     full = forward_flops(model)
     sizes = epoch_sizes(c.epochs, c.low_res, c.low_res_until)
     at = {

@@ -26,7 +26,8 @@ spec = json.loads(sys.argv[1])
 keras.config.set_dtype_policy(spec["precision"])
 keras.utils.set_random_seed(0)
 m = build_model(
-    spec["model"], scale=1 / 255, width=spec["width"], fused_bn=spec["fused_bn"], se=spec["se"]
+    spec["model"], scale=1 / 255, width=spec["width"], fused_bn=spec["fused_bn"], se=spec["se"],
+    channels=spec["channels"],
 )
 m.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "categorical_crossentropy",
           metrics=["accuracy"], jit_compile=spec["jit_compile"])
@@ -59,11 +60,12 @@ def run_steps(
     steps: int,
     env: dict[str, str] | None = None,
     se: int = 0,
+    channels: list[int] | None = None,
 ) -> tuple[dict, str]:
     """Trains `steps` timed steps in a child process.
 
     Args:
-        model, width, fused_bn, se: what `fashion_cnn.models.build_model` builds.
+        model, width, fused_bn, se, channels: what `fashion_cnn.models.build_model` builds.
         precision: a Keras dtype policy, e.g. "mixed_bfloat16".
         batch_size, jit_compile: as in a recipe.
         steps: how many steps to time (after 5 untimed ones).
@@ -81,6 +83,7 @@ def run_steps(
         "model": model,
         "width": width,
         "se": se,
+        "channels": channels,
         "fused_bn": fused_bn,
         "precision": precision,
         "batch_size": batch_size,
@@ -103,8 +106,8 @@ def run_steps(
 def run_recipe_steps(
     config, *, precision: str, steps: int, env: dict[str, str] | None = None
 ) -> tuple[dict, str]:
-    """`run_steps` with a recipe's model, width, `fused_bn`, `se`, batch size and
-    `jit_compile`.
+    """`run_steps` with a recipe's model, width or channels, `fused_bn`, `se`, batch size
+    and `jit_compile`.
 
     Args:
         config: a `fashion_cnn.config.TrainConfig`.
@@ -116,6 +119,7 @@ def run_recipe_steps(
         width=config.width,
         fused_bn=config.fused_bn,
         se=config.se,
+        channels=config.channels,
         precision=precision,
         batch_size=config.batch_size,
         jit_compile=config.jit_compile,

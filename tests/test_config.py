@@ -187,3 +187,31 @@ def test_to_toml_round_trips_through_load_config(tmp_path):
 def test_tta_bools_of_older_run_folders_mean_flip_and_none():
     assert TrainConfig().replace(tta=True).tta == "flip"
     assert TrainConfig().replace(tta=False).tta == "none"
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"channels": [8, 16, 32]}, "4 integers in [1, 1024]"),
+        ({"channels": [8, 16, 0, 128]}, "4 integers in [1, 1024]"),
+        ({"channels": [8, 16, 32.0, 128]}, "4 integers in [1, 1024]"),
+        ({"channels": "8,16,32,128"}, "4 integers in [1, 1024]"),
+        ({"channels": [8, 16, 32, 128], "width": 2}, "absent when `width` is set"),
+        ({"channels": [8, 16, 32, 128], "model": "seed"}, "absent with the `seed` model"),
+    ],
+)
+def test_invalid_channels_are_named(changes, expected):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(model="convnet4").replace(**changes)
+    assert "Invalid value for `channels`" in str(e.value)
+    assert expected in str(e.value)
+
+
+def test_channels_round_trip_through_json_and_toml(tmp_path):
+    c = TrainConfig(model="convnet4", channels=(8, 16, 32, 128)).validate()
+    assert c.channels == [8, 16, 32, 128]
+    save_config(c, tmp_path / "c.json")
+    assert load_config(tmp_path / "c.json") == c
+    (tmp_path / "c.toml").write_text(to_toml(c))
+    assert load_config(tmp_path / "c.toml") == c
+    assert c.model_options()["channels"] == [8, 16, 32, 128]

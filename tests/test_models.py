@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fashion_cnn.config import FIXED_SIZE, MODEL_NAMES
-from fashion_cnn.models import MODELS, build_model, portable
+from fashion_cnn.models import MODELS, build_model, portable, stage_channels
 
 
 def test_config_names_exactly_the_registered_models():
@@ -97,6 +97,23 @@ def test_convnet_width_scales_channels():
     small, wide = build_model("convnet", width=1), build_model("convnet", width=2)
     assert wide.count_params() > 3.5 * small.count_params()
     assert small.get_layer("s3b_conv").filters == 128
+
+
+@pytest.mark.parametrize("name", ["convnet", "resconv", "convnet4"])
+def test_channels_replace_the_multiples_of_width(name):
+    model = build_model(name, width=3, channels=[8, 16, 32, 128])
+    filters = {layer.name: layer.filters for layer in model.layers if hasattr(layer, "filters")}
+    assert filters["stem_conv"] == 8
+    assert filters["s1a_conv"] == filters["s1b_conv"] == 16
+    assert filters["s2a_conv"] == filters["s2b_conv"] == 32
+    assert filters["s3a_conv"] == filters["s3b_conv"] == 128
+    assert stage_channels(2) == (32, 64, 128, 256)
+
+
+@pytest.mark.parametrize("channels", [[8, 16, 32], [8, 16, 0, 128], [8, 16, 32.5, 128]])
+def test_bad_channels_are_named(channels):
+    with pytest.raises(ValueError, match=r"Invalid value for `channels`: expected 4 positive"):
+        build_model("convnet4", channels=channels)
 
 
 def _bn_pair(dtype_policy="float32"):

@@ -38,7 +38,7 @@ def test_candidate_files_load_and_name_their_results_after_the_file(path):
 @pytest.mark.parametrize("name", recipe_names())
 def test_recipe_builds_its_model(name):
     config = load_recipe(name)
-    model = build_model(config.model, scale=config.scale, width=config.width)
+    model = build_model(config.model, **config.model_options())
     assert model.output_shape == (None, 10)
 
 

@@ -28,6 +28,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 # The keys of `fashion_cnn.models.MODELS`, named here so that checking a config does not
 # load TensorFlow (~10 s); tests/test_models.py keeps the two equal.
 MODEL_NAMES = ("seed", "convnet", "resconv", "convnet4")
+FIXED_WIDTH = ("seed",)  # models whose channel counts are fixed (no `width` or `channels`)
 FIXED_SIZE = ("seed",)  # models that take only 28x28 images (a Flatten before a Dense layer)
 # The largest seed: `keras.utils.set_random_seed` seeds NumPy's legacy generator, which
 # takes 32 bits.
@@ -76,6 +77,10 @@ class TrainConfig:
         jit_compile: compile the train step with XLA (slower for these models on CPU).
         train_subset: use only the first N training images (quick runs and tests).
         width: channel multiplier for models that have one (ignored by `seed`).
+        channels: the channels of the stem and the three stages of the models with stages
+            (`convnet`, `resconv`, `convnet4`), four integers such as [8, 16, 32, 128],
+            instead of (16, 32, 64, 128) x `width`; absent (None) for those. Set either
+            this or `width`.
         fused_bn: train BatchNorm layers with TensorFlow's fused kernel instead of Keras'
             element-wise ops (faster on CPU; same inference; ignored by `seed`).
         se: squeeze-and-excitation after each stage of the models that have stages: the
@@ -129,6 +134,7 @@ class TrainConfig:
     jit_compile: bool = False
     train_subset: int | None = None
     width: int = 1
+    channels: list[int] | None = None
     fused_bn: bool = False
     se: int = 0
     schedule: str = "constant"
@@ -198,6 +204,23 @@ class TrainConfig:
             raise bad("train_subset", "an integer >= 10, or absent for all images")
         if not is_int(self.width) or not 1 <= self.width <= 16:
             raise bad("width", "an integer in [1, 16]")
+        if self.channels is not None:
+            if self.model in FIXED_WIDTH:
+                raise bad(
+                    "channels", f"absent with the `{self.model}` model (its widths are fixed)"
+                )
+            if (
+                not isinstance(self.channels, list | tuple)
+                or len(self.channels) != 4
+                or not all(is_int(c) and 1 <= c <= 1024 for c in self.channels)
+            ):
+                raise bad(
+                    "channels",
+                    "4 integers in [1, 1024] (stem and three stages), such as [8, 16, 32, 128]",
+                )
+            if self.width != 1:
+                raise bad("channels", "absent when `width` is set (set one of them)")
+            self.channels = list(self.channels)
         if not isinstance(self.fused_bn, bool):
             raise bad("fused_bn", "true or false")
         if not is_int(self.se) or not 0 <= self.se <= 64:
@@ -242,6 +265,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of `fashion_cnn.models.build_model` after the model name."""
+        return {
+            "scale": self.scale,
+            "width": self.width,
+            "fused_bn": self.fused_bn,
+            "se": self.se,
+            "channels": self.channels,
+        }
 
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with the non-None `overrides` applied and validated."""

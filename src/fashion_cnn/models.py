@@ -7,7 +7,7 @@ model ends in a float32 softmax over the 10 classes, also under mixed precision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 from keras import layers
@@ -23,6 +23,7 @@ def build_seed(
     width: int = 1,
     fused_bn: bool = False,
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
     """The blog's network, exactly: 3 convolutions, 2 poolings, 2 dense layers (93,322 weights).
 
@@ -32,6 +33,7 @@ def build_seed(
         width: ignored (the blog's widths are fixed).
         fused_bn: ignored (the blog's network has no BatchNorm).
         se: ignored (the blog's network has no squeeze-and-excitation).
+        channels: ignored (the blog's widths are fixed).
     """
     return keras.Sequential(
         [
@@ -168,6 +170,31 @@ def _squeeze_excite(x, ratio: int, name: str):
     return layers.Multiply(name=f"{name}_se")([x, s])
 
 
+def stage_channels(width: int = 1, channels: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The channels of the stem and the three stages of the models with stages.
+
+    Args:
+        width: channel multiplier of the default (16, 32, 64, 128).
+        channels: four channel counts that replace the default (then `width` is ignored).
+
+    Returns:
+        Four integers.
+
+    Raises:
+        ValueError: `channels` is not four positive integers.
+    """
+    if channels is None:
+        return tuple(c * width for c in (16, 32, 64, 128))
+    if len(channels) != 4 or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
+    ):
+        raise ValueError(
+            "Invalid value for `channels`: expected 4 positive integers (stem and three "
+            f"stages), received {channels!r}"
+        )
+    return tuple(channels)
+
+
 def _build_stages(
     name: str,
     scale: float,
@@ -177,12 +204,13 @@ def _build_stages(
     residual: bool,
     pool_padding: str = "valid",
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
-    c = 16 * width
+    stem, *stages = stage_channels(width, channels)
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = layers.Rescaling(scale, name="rescale")(inputs)
-    x = _conv_bn_relu(x, c, pool=False, name="stem", fused_bn=fused_bn)
-    for i, filters in enumerate((2 * c, 4 * c, 8 * c), start=1):
+    x = _conv_bn_relu(x, stem, pool=False, name="stem", fused_bn=fused_bn)
+    for i, filters in enumerate(stages, start=1):
         x = shortcut = _conv_bn_relu(
             x, filters, pool=True, name=f"s{i}a", fused_bn=fused_bn, pool_padding=pool_padding
         )
@@ -204,11 +232,12 @@ def build_convnet(
     width: int = 2,
     fused_bn: bool = False,
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
     """A compact VGG/airbench-style network: a stem and three conv-pool-BN-ReLU stages.
 
-    Channels are (16, 32, 64, 128) x `width`; resolution 28 -> 14 -> 7 -> 3; global max
-    pooling; one dense layer. BatchNorm after every convolution, no biases before it.
+    Channels are (16, 32, 64, 128) x `width`, or `channels`; resolution 28 -> 14 -> 7 -> 3;
+    global max pooling; one dense layer. BatchNorm after every convolution, no biases before it.
 
     Args:
         scale: factor for raw pixels (1/255 maps them to [0, 1]).
@@ -217,8 +246,11 @@ def build_convnet(
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel
             (`FusedBatchNormalization`); same weights and inference, different rounding.
         se: squeeze-and-excitation reduction ratio after each stage (0 = none).
+        channels: four channel counts (stem, stages) instead of the multiples of `width`.
     """
-    return _build_stages("convnet", scale, num_classes, width, fused_bn, residual=False, se=se)
+    return _build_stages(
+        "convnet", scale, num_classes, width, fused_bn, residual=False, se=se, channels=channels
+    )
 
 
 def build_resconv(
@@ -227,6 +259,7 @@ def build_resconv(
     width: int = 2,
     fused_bn: bool = False,
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
     """`convnet` with three convolutions a stage, the last two inside a residual branch.
 
@@ -240,8 +273,11 @@ def build_resconv(
         width: channel multiplier: channels are (16, 32, 64, 128) x `width`.
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel.
         se: squeeze-and-excitation reduction ratio on each stage's residual branch (0 = none).
+        channels: four channel counts (stem, stages) instead of the multiples of `width`.
     """
-    return _build_stages("resconv", scale, num_classes, width, fused_bn, residual=True, se=se)
+    return _build_stages(
+        "resconv", scale, num_classes, width, fused_bn, residual=True, se=se, channels=channels
+    )
 
 
 def build_convnet4(
@@ -250,6 +286,7 @@ def build_convnet4(
     width: int = 2,
     fused_bn: bool = False,
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
     """`convnet` whose last pooling keeps the 7x7 map's edge: 7 -> 4 instead of 7 -> 3.
 
@@ -267,6 +304,7 @@ def build_convnet4(
         width: channel multiplier: channels are (16, 32, 64, 128) x `width`.
         fused_bn: train the BatchNorm layers with TensorFlow's fused kernel.
         se: squeeze-and-excitation reduction ratio after each stage (0 = none).
+        channels: four channel counts (stem, stages) instead of the multiples of `width`.
     """
     return _build_stages(
         "convnet4",
@@ -277,6 +315,7 @@ def build_convnet4(
         residual=False,
         pool_padding="same",
         se=se,
+        channels=channels,
     )
 
 
@@ -295,6 +334,7 @@ def build_model(
     width: int = 1,
     fused_bn: bool = False,
     se: int = 0,
+    channels: Sequence[int] | None = None,
 ) -> keras.Model:
     """Builds a registered model.
 
@@ -306,6 +346,8 @@ def build_model(
         fused_bn: train BatchNorm with TensorFlow's fused kernel (models that have BatchNorm).
         se: squeeze-and-excitation reduction ratio after each stage, 0 for none (models
             with stages).
+        channels: the stem's and the three stages' channels instead of (16, 32, 64, 128) x
+            `width` (models with stages; `stage_channels`).
 
     Raises:
         ValueError: `name` is not in `MODELS`.
@@ -314,7 +356,14 @@ def build_model(
         raise ValueError(
             f"Invalid value for `name`: expected one of {sorted(MODELS)}, received {name!r}"
         )
-    return MODELS[name](scale=scale, num_classes=num_classes, width=width, fused_bn=fused_bn, se=se)
+    return MODELS[name](
+        scale=scale,
+        num_classes=num_classes,
+        width=width,
+        fused_bn=fused_bn,
+        se=se,
+        channels=channels,
+    )
 
 
 def forward_flops(model: keras.Model) -> int:

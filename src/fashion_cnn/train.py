@@ -120,13 +120,7 @@ def is_chief(strategy) -> bool:
 def compiled_model(config: TrainConfig, total_steps: int) -> keras.Model:
     """A new model of `config`, compiled as training compiles it (optimizer and schedule over
     `total_steps`, loss with label smoothing, SAM where set), in the current dtype policy."""
-    model = build_model(
-        config.model,
-        scale=config.scale,
-        width=config.width,
-        fused_bn=config.fused_bn,
-        se=config.se,
-    )
+    model = build_model(config.model, **config.model_options())
     if config.sam:
         model = with_sam(model, config.sam, config.sam_fraction)
     model.compile(
