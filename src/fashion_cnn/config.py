@@ -78,9 +78,9 @@ class TrainConfig:
         train_subset: use only the first N training images (quick runs and tests).
         width: channel multiplier for models that have one (ignored by `seed`).
         channels: the channels of the stem and the three stages of the models with stages
-            (`convnet`, `resconv`, `convnet4`), four integers such as [8, 16, 32, 128],
-            instead of (16, 32, 64, 128) x `width`; absent (None) for those. Set either
-            this or `width`.
+            (`convnet`, `resconv`, `convnet4`): four integers such as [8, 16, 32, 128] that
+            replace (16, 32, 64, 128) x `width`; absent (None) to keep those. Set either
+            this or `width`, not both.
         fused_bn: train BatchNorm layers with TensorFlow's fused kernel instead of Keras'
             element-wise ops (faster on CPU; same inference; ignored by `seed`).
         se: squeeze-and-excitation after each stage of the models that have stages: the
