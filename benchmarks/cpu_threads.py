@@ -20,8 +20,8 @@ import argparse
 import os
 import statistics
 
-from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import cpuinfo_field
+from recipes import load as load_recipe  # a shipped recipe or a recipe file
 from step_timing import alternating, listed, run_steps
 
 ONE_THREAD = {"TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
@@ -37,7 +37,11 @@ SETTINGS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="fast")
+    parser.add_argument(
+        "--recipe",
+        default="fast",
+        help="a shipped recipe (NAME or NAME@VERSION) or a recipe file (.toml, .json)",
+    )
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=2)

@@ -22,8 +22,8 @@ import statistics
 import subprocess
 import sys
 
-from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import ONEDNN_VARIABLE, cpuinfo_field
+from recipes import load as load_recipe  # a shipped recipe or a recipe file
 from step_timing import alternating, listed, run_recipe_steps
 
 SETTINGS = ("0", "1")
@@ -54,7 +54,12 @@ def tensorflow_default() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["seed", "fast", "best"])
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["seed", "fast", "best"],
+        help="shipped recipes (NAME or NAME@VERSION) or recipe files (.toml, .json)",
+    )
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)

@@ -16,8 +16,8 @@ import argparse
 import functools
 import statistics
 
-from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import CPU_BF16_FLAGS, auto_precision, cpu_flags, cpuinfo_field
+from recipes import load as load_recipe  # a shipped recipe or a recipe file
 from step_timing import alternating, listed, run_recipe_steps
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -30,7 +30,12 @@ def step_ms(config, precision: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["seed", "fast", "best"])
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["seed", "fast", "best"],
+        help="shipped recipes (NAME or NAME@VERSION) or recipe files (.toml, .json)",
+    )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

@@ -23,8 +23,8 @@ import os
 import re
 import statistics
 
-from fashion_cnn.config import load_recipe
 from fashion_cnn.hardware import resolve_precision
+from recipes import load as load_recipe  # a shipped recipe or a recipe file
 from step_timing import run_recipe_steps
 
 
@@ -41,7 +41,11 @@ def conv_flops(desc: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="fast")
+    parser.add_argument(
+        "--recipe",
+        default="fast",
+        help="a shipped recipe (NAME or NAME@VERSION) or a recipe file (.toml, .json)",
+    )
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # validating a recipe imports Keras
