@@ -297,7 +297,8 @@ def main() -> None:
             if is_file(recipe) and not Path(recipe).is_file():
                 raise SystemExit(f"Recipe file {recipe} does not exist")
             params, fwd, cost = model_info(recipe)
-            name, before, results = recipe_name(recipe), stored.get(recipe_name(recipe)), []
+            name = recipe_name(recipe)
+            before, results = stored.get(name), []
             if args.append and before is not None:
                 try:  # before an hour of training, not after
                     check_same_model(name, before, params, fwd)
