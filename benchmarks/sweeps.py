@@ -16,16 +16,30 @@ from pathlib import Path
 from recipes import ms
 
 
+def _split_items(text: str) -> list[str]:
+    """`text` split at the commas outside square brackets ("a=1,b=[2,3]" -> 2 items)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
+
+
 def parse_variant(text: str) -> tuple[str, dict, int | None]:
     """("name", overrides, max_seeds) from "NAME[@N]" or "NAME[@N]:KEY=VALUE,KEY=VALUE";
-    @N runs the variant on the first N of the sweep's seeds only (None: all)."""
+    @N runs the variant on the first N of the sweep's seeds only (None: all). A VALUE is
+    JSON where it parses as JSON (a list such as `channels=[8,16,48,128]` included), else
+    a string."""
     name, _, rest = text.partition(":")
     name, at, count = name.partition("@")
     if at and not count.isdigit():
         raise SystemExit(f"Invalid variant {text!r}: expected NAME@N with N a whole number")
     max_seeds = int(count) if at else None
     overrides = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, _split_items(rest)):
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"Invalid variant {text!r}: expected KEY=VALUE, got {item!r}")

@@ -24,6 +24,11 @@ def test_parse_variant_names_overrides_and_seed_limit():
         {"width": 3, "model": "convnet4"},
         2,
     )
+    assert parse_variant("slim:channels=[8,16,48,128],epochs=20") == (
+        "slim",
+        {"channels": [8, 16, 48, 128], "epochs": 20},
+        None,
+    )
     with pytest.raises(SystemExit, match="NAME@N"):
         parse_variant("w3@two:width=3")
     with pytest.raises(SystemExit, match="KEY=VALUE"):
