@@ -127,9 +127,7 @@ def run_one(job: dict) -> dict:
     )
     keras.config.set_dtype_policy(job["precision"])
     keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        config.model, scale=config.scale, width=config.width, se=config.se, channels=config.channels
-    )
+    model = build_model(config.model, **config.model_options())  # main() set fused_bn=False
     steps_per_epoch = math.ceil(len(x_tr) / config.batch_size)
     optimizer = make_optimizer(config, config.epochs * steps_per_epoch)
     optimizer.build(model.trainable_variables)
